@@ -1,0 +1,1 @@
+"""Training utilities: configuration, distributed setup, losses, solver, metrics, checkpoints, logging."""

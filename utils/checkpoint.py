@@ -1,0 +1,61 @@
+"""The BIKE checkpoint format, its only home.
+
+A checkpoint is a dict `{'epoch', 'model_state_dict', 'fusion_model_state_dict', 'optimizer_state_dict',
+...}` as the original implementation saves it: `model_state_dict` is the CLIP model, `fusion_model_state_dict`
+the video header. Keys may carry DistributedDataParallel's `module.` prefix. Loading never unpickles code.
+"""
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+
+from clip.model import load_weights
+from clip.weights import safe_load, strip_module_prefix
+
+MODEL_KEY = "model_state_dict"
+HEADER_KEY = "fusion_model_state_dict"
+
+
+def read_checkpoint(path) -> dict:
+    """A BIKE checkpoint read safely, with an error naming the file when it is not one."""
+    checkpoint = safe_load(path)
+    if not isinstance(checkpoint, dict) or MODEL_KEY not in checkpoint:
+        found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise ValueError(f"{path} is not a BIKE checkpoint: expected a dict with '{MODEL_KEY}' "
+                         f"(and '{HEADER_KEY}'), found {found}")
+    return checkpoint
+
+
+def load_bike_weights(path, clip_model: nn.Module, video_header: Optional[nn.Module] = None) -> dict:
+    """Loads a checkpoint's CLIP and header weights strictly into the given modules; returns the checkpoint.
+
+    Any missing, unexpected or wrongly shaped key is an error that lists them.
+    """
+    checkpoint = read_checkpoint(path)
+    load_weights(clip_model, strip_module_prefix(checkpoint[MODEL_KEY]), what=f"'{MODEL_KEY}' of {path}")
+    if video_header is not None:
+        header_state = strip_module_prefix(checkpoint.get(HEADER_KEY) or {})
+        load_weights(video_header, header_state, what=f"'{HEADER_KEY}' of {path}")
+    return checkpoint
+
+
+def save_atomically(obj, path) -> None:
+    """torch.save to a temporary file in the same folder, then an atomic rename.
+
+    A process killed while saving leaves the previous file intact, never a truncated one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(obj, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

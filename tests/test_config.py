@@ -148,6 +148,9 @@ def test_missing_required_key_and_non_mapping_section(tmp_path):
         build_config(raw)
     with pytest.raises(ConfigError, match="data must be a mapping of keys, got 5"):
         build_config(dict(MINIMAL, data=5))
+    path = write_yaml(tmp_path, "- a list\n- not a mapping\n")
+    with pytest.raises(ConfigError, match=f"{path}: a config must be a mapping of sections, got list"):
+        load_config(path, ["seed=1"])
 
 
 def test_multistep_schedule_needs_decay_steps():

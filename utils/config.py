@@ -159,6 +159,8 @@ def load_config(path, overrides=()):
 
 def build_config(raw, overrides=(), source="<dict>"):
     """Validate an already parsed config mapping (the input is not modified)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: a config must be a mapping of sections, got {type(raw).__name__}")
     raw = copy.deepcopy(raw)
     for text in overrides:
         _apply_override(raw, text)

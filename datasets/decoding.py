@@ -1,0 +1,145 @@
+"""Reading only the sampled frames, from frame folders (JPEG/PNG files) or video files.
+
+Every reader returns uint8 tensors [N, 3, H, W] (RGB) in the order of the requested indices, repeats
+included, and raises `SampleReadError` naming the file when a frame or video cannot be read.
+Videos are decoded with decord when it is installed, else with PyAV.
+"""
+import logging
+import os
+import string
+
+import av
+import numpy as np
+import torch
+from torchvision.io import ImageReadMode, decode_image, read_file
+
+try:
+    import decord
+except ImportError:  # decord has wheels for x86-64 only; PyAV covers the rest
+    decord = None
+
+logger = logging.getLogger(__name__)
+
+VIDEO_BACKENDS = ("decord", "pyav")
+
+
+class SampleReadError(RuntimeError):
+    """A frame or video of one sample cannot be read (missing, corrupt or truncated)."""
+
+
+def _unique_with_inverse(indices):
+    unique, inverse = np.unique(np.asarray(indices, dtype=np.int64), return_inverse=True)
+    return unique, torch.from_numpy(inverse.reshape(-1))
+
+
+def template_field_count(image_tmpl):
+    """How many `{}` fields a frame-name template has: 1 (`img_{:05d}.jpg`) or 2 (`{}-{:06d}.jpg`)."""
+    return sum(1 for _, field, _, _ in string.Formatter().parse(image_tmpl) if field is not None)
+
+
+def frame_file_names(video_dir, image_tmpl, frame_numbers):
+    """File names of the given frame numbers; two-field templates get the folder's name first."""
+    if template_field_count(image_tmpl) == 2:
+        video_id = os.path.basename(os.path.normpath(video_dir))
+        return [image_tmpl.format(video_id, int(n)) for n in frame_numbers]
+    return [image_tmpl.format(int(n)) for n in frame_numbers]
+
+
+def read_frame_folder(video_dir, image_tmpl, frame_numbers):
+    """Decodes the frames `frame_numbers` (numbers as in the file names) of one folder: [N, 3, H, W]."""
+    unique, inverse = _unique_with_inverse(frame_numbers)
+    frames = []
+    for name in frame_file_names(video_dir, image_tmpl, unique):
+        path = os.path.join(video_dir, name)
+        if not os.path.isfile(path):
+            if not os.path.isdir(video_dir):
+                raise SampleReadError(f"frame folder {video_dir} does not exist")
+            raise SampleReadError(f"frame {path} does not exist")
+        try:
+            frames.append(decode_image(read_file(path), mode=ImageReadMode.RGB))
+        except RuntimeError as err:
+            raise SampleReadError(f"cannot decode frame {path}: {err}") from err
+        if frames[-1].shape != frames[0].shape:
+            raise SampleReadError(f"frame {path} is {tuple(frames[-1].shape[1:])} (H, W), "
+                                  f"other frames of {video_dir} are {tuple(frames[0].shape[1:])}")
+    return torch.stack(frames)[inverse]
+
+
+class DecordVideo:
+    """A video opened with decord; frames are fetched by index with its accurate seeking."""
+
+    def __init__(self, path):
+        self.path = path
+        try:
+            self._reader = decord.VideoReader(path, num_threads=1)
+        except (RuntimeError, decord.DECORDError) as err:
+            raise SampleReadError(f"cannot open video {path}: {err}") from err
+
+    def __len__(self):
+        return len(self._reader)
+
+    def get_frames(self, indices):
+        unique, inverse = _unique_with_inverse(indices)
+        try:
+            frames = self._reader.get_batch(unique.tolist()).asnumpy()
+        except (RuntimeError, IndexError, decord.DECORDError) as err:
+            raise SampleReadError(f"cannot decode frames {unique.tolist()} of video {self.path} "
+                                  f"(truncated or corrupt?): {err}") from err
+        return torch.from_numpy(frames).permute(0, 3, 1, 2)[inverse]
+
+
+class PyAVVideo:
+    """A video opened with PyAV; decodes from the start up to the last requested frame."""
+
+    def __init__(self, path):
+        self.path = path
+        try:
+            with av.open(path) as container:
+                if not container.streams.video:
+                    raise SampleReadError(f"video {path} has no video stream")
+                stream = container.streams.video[0]
+                # MP4 stores the frame count; other containers (WebM, some AVI) need the packets counted.
+                self._num_frames = stream.frames or sum(
+                    1 for packet in container.demux(stream) if packet.size > 0)
+        except (av.FFmpegError, OSError) as err:
+            raise SampleReadError(f"cannot open video {path}: {err}") from err
+
+    def __len__(self):
+        return self._num_frames
+
+    def get_frames(self, indices):
+        unique, inverse = _unique_with_inverse(indices)
+        wanted = set(unique.tolist())
+        last = int(unique[-1])
+        found = {}
+        decoded = 0
+        try:
+            with av.open(self.path) as container:
+                for position, frame in enumerate(container.decode(video=0)):
+                    decoded = position + 1
+                    if position in wanted:
+                        found[position] = torch.from_numpy(frame.to_ndarray(format="rgb24"))
+                    if position >= last:
+                        break
+        except (av.FFmpegError, OSError) as err:
+            raise SampleReadError(f"cannot decode video {self.path} (truncated or corrupt?): {err}") from err
+        if len(found) < len(wanted):
+            raise SampleReadError(f"video {self.path} ended after {decoded} decodable frames but "
+                                  f"frame {last} was requested (truncated?)")
+        return torch.stack([found[i] for i in unique.tolist()]).permute(0, 3, 1, 2)[inverse]
+
+
+def default_video_backend():
+    return "decord" if decord is not None else "pyav"
+
+
+def open_video(path, backend=None):
+    """Opens a video file with `backend` ('decord', 'pyav'; None: decord if installed)."""
+    backend = backend or default_video_backend()
+    if backend not in VIDEO_BACKENDS:
+        raise ValueError(f"video backend must be one of {VIDEO_BACKENDS}, got {backend!r}")
+    if backend == "decord" and decord is None:
+        raise ValueError("video backend 'decord' is not installed (pip install decord); use 'pyav'")
+    if not os.path.isfile(path):
+        raise SampleReadError(f"video {path} does not exist")
+    return DecordVideo(path) if backend == "decord" else PyAVVideo(path)

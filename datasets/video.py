@@ -1,0 +1,144 @@
+"""Single-label video recognition datasets over frame folders or video files.
+
+A list line names a frame folder (`<dir> <num_frames> <label>`, frames `image_tmpl.format(k)` with
+`k = index + index_bias`) or a video file (`<file> <label>`, frames decoded by index). Only the
+sampled frames are decoded. Items are `(frames, label)`:
+
+- mode 'train' / 'val': frames = transform(clip), by default uint8 [T, 3, H, W];
+- mode 'test': frames = the transformed views of `test_clips` clips concatenated along a new first
+  dimension, [test_clips * crops, T, 3, H, W] with the crops of clip 0 first (clip-major); without a
+  transform the raw clips [test_clips, T, 3, H, W];
+T = num_segments * seg_length. Labels are ints (multi-hot float tensors for multi-label data).
+"""
+import logging
+import multiprocessing
+import os
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from datasets.annotations import load_class_names, read_video_list, select_few_shot
+from datasets.decoding import SampleReadError, open_video, read_frame_folder
+from datasets.sampling import SAMPLING_MODES, ClipSampler
+
+logger = logging.getLogger(__name__)
+
+MIN_TRAIN_FRAMES = 8  # the original drops shorter frame folders from training lists
+MAX_SKIP_ATTEMPTS = 10
+
+
+class VideoDataset(Dataset):
+    """Frames or videos listed in `list_file`, classes named in `labels_file`.
+
+    root: folder the list's paths are relative to. modality: 'RGB' (frame folders), 'video' (files)
+    or None to detect it from the list. mode: 'train' (random sampling when `random_shift`),
+    'val' (one deterministic clip) or 'test' (`test_clips` deterministic clips). dense: I3D-style
+    sampling in a 128-frame window. shot: keep `shot` videos per class (seeded by `seed`).
+    skip_unreadable (training only): replace a sample that cannot be read by the next readable one,
+    logging and counting it (`num_skipped`); otherwise, and always outside training, raise
+    `SampleReadError` naming the file and list line.
+    """
+
+    tsn_train = False  # Charades trains with TSN-style chunks
+
+    def __init__(self, list_file, labels_file, root="", *, num_segments=8, seg_length=1, modality=None,
+                 image_tmpl="img_{:05d}.jpg", index_bias=1, mode="train", random_shift=True, dense=False,
+                 test_clips=1, transform=None, skip_unreadable=False, shot=None, seed=0,
+                 min_train_frames=MIN_TRAIN_FRAMES, video_backend=None):
+        if mode not in SAMPLING_MODES:
+            raise ValueError(f"mode must be one of {SAMPLING_MODES}, got {mode!r}")
+        if skip_unreadable and mode != "train":
+            raise ValueError("skip_unreadable is for training only; evaluation never substitutes samples")
+        self.list_file, self.root, self.mode = list_file, root, mode
+        self.image_tmpl, self.index_bias = image_tmpl, index_bias
+        self.transform, self.skip_unreadable, self.video_backend = transform, skip_unreadable, video_backend
+        self.sampler = ClipSampler(num_segments, seg_length, dense=dense, random_shift=random_shift,
+                                   num_clips=test_clips if mode == "test" else 1, tsn_train=self.tsn_train)
+        self.class_names = load_class_names(labels_file)
+        self.modality, records = self._read_records(list_file, modality)
+        if mode == "train":
+            records = self._drop_short(records, min_train_frames)
+        if shot:
+            records = select_few_shot(records, shot, seed)
+        self.records = records
+        self._skipped = multiprocessing.Value("i", 0)
+        logger.info("%s: %d videos, %d classes, modality %s, mode %s", list_file, len(records),
+                    len(self.class_names), self.modality, mode)
+
+    def _read_records(self, list_file, modality):
+        records = read_video_list(list_file, len(self.class_names), modality)
+        return ("RGB" if records[0].num_frames is not None else "video"), records
+
+    def _drop_short(self, records, min_frames):
+        kept = [r for r in records if r.num_frames is None or r.num_frames >= min_frames]
+        if len(kept) < len(records):
+            logger.info("%s: training skips %d videos with fewer than %d frames",
+                        self.list_file, len(records) - len(kept), min_frames)
+        return kept
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+    @property
+    def num_skipped(self):
+        """Samples replaced because they could not be read, summed over all DataLoader workers."""
+        return self._skipped.value
+
+    def __len__(self):
+        return len(self.records)
+
+    def __getitem__(self, index):
+        first_error = None
+        for attempt in range(MAX_SKIP_ATTEMPTS + 1 if self.skip_unreadable else 1):
+            record = self.records[(index + attempt) % len(self.records)]
+            try:
+                return self._output(self._load_clips(record)), self._target(record)
+            except SampleReadError as err:
+                located = SampleReadError(f"{record.where}: {err}")
+                if not self.skip_unreadable:
+                    raise located from err
+                first_error = first_error or located
+                with self._skipped.get_lock():
+                    self._skipped.value += 1
+                logger.warning("skipping unreadable sample (%d skipped so far): %s", self.num_skipped, located)
+        raise SampleReadError(f"{MAX_SKIP_ATTEMPTS + 1} consecutive unreadable samples from index {index}; "
+                              f"first: {first_error}")
+
+    def _target(self, record):
+        return record.label
+
+    def _rng(self):
+        # Drawn from torch's generator, which DataLoader seeds differently in every worker and epoch.
+        return np.random.default_rng(int(torch.randint(2**62, ())))
+
+    def _frame_count(self, record, folder):
+        """Frames of a frame-folder record; the list gives them (Charades counts the folder)."""
+        return record.num_frames
+
+    def _load_clips(self, record):
+        """uint8 frames [clips, T, 3, H, W] of the sampled indices."""
+        path = os.path.join(self.root, record.path)
+        if self.modality == "video":
+            video = open_video(path, self.video_backend)
+            num_frames = len(video)
+        else:
+            num_frames = self._frame_count(record, path)
+        if num_frames < 1:
+            raise SampleReadError(f"{path} has no frames")
+        indices = self.sampler(num_frames, self.mode, self._rng() if self.mode == "train" else None)
+        if self.modality == "video":
+            frames = video.get_frames(indices.reshape(-1))
+        else:
+            frame_numbers = indices.reshape(-1) + record.start_frame + self.index_bias
+            frames = read_frame_folder(path, self.image_tmpl, frame_numbers)
+        return frames.reshape(indices.shape + frames.shape[1:])
+
+    def _output(self, clips):
+        if self.mode != "test":
+            clip = clips[0]
+            return self.transform(clip) if self.transform else clip
+        if self.transform is None:
+            return clips
+        return torch.cat([self.transform(clip) for clip in clips])

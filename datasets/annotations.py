@@ -3,7 +3,7 @@
 Formats (see lists/README.md):
 - class names: CSV with header `id,name`, or Charades' `c000 Holding some clothes` lines;
 - frame lists (`data.modality: RGB`): `<dir> <num_frames> <label>` per line;
-- video lists (`data.modality: video`): `<file> <label>` per line;
+- video lists (`data.modality: video`): `<file> <label>` per line (a frame count in between is ignored);
 - Charades: `Charades_v1_{train,test}.csv` (one video per row, `actions` field `c092 11.90 21.20;...`,
   multi-label) or `Charades_train_split_label.csv` (one action instance per row with its time span).
 Every error names the file and, where there is one, the line (`file:line`).
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 logger = logging.getLogger(__name__)
 
-LIST_FIELDS = {"RGB": 3, "video": 2}
+LIST_FIELDS = {"RGB": (3,), "video": (2, 3)}
 LIST_LAYOUT = {"RGB": "<dir> <num_frames> <label>", "video": "<file> <label>"}
 CHARADES_CLASS = re.compile(r"c(\d+)")
 CHARADES_INSTANCE_COLUMNS = ("video_id", "label", "start_time", "end_time", "total_time")
@@ -102,37 +102,51 @@ def load_class_names(path):
 
 
 def detect_modality(list_file):
-    """'RGB' for `<dir> <num_frames> <label>` lists, 'video' for `<file> <label>` lists."""
-    number, text = _numbered_lines(list_file, "list file")[0]
+    """'RGB' for `<dir> <num_frames> <label>` lists, 'video' for `<file> <label>` lists (first line)."""
+    with _open(list_file, "list file") as handle:
+        number, text = next(((n, line) for n, line in enumerate(handle, start=1) if line.strip()), (0, ""))
+    if not text:
+        raise AnnotationError(f"list file {list_file} is empty")
     fields = len(text.split())
-    for modality, count in LIST_FIELDS.items():
-        if fields == count:
-            return modality
-    raise AnnotationError(f"{list_file}:{number}: cannot tell the list format from {fields} fields; "
-                          f"expected {' or '.join(LIST_LAYOUT.values())}")
+    if fields not in (2, 3):
+        raise AnnotationError(f"{list_file}:{number}: cannot tell the list format from {fields} fields; "
+                              f"expected {LIST_LAYOUT['RGB']} or {LIST_LAYOUT['video']}")
+    return "video" if fields == 2 else "RGB"
+
+
+def list_modality(list_file, configured=None):
+    """How to read a list: as configured, except that a `<file> <label>` list is always a video list.
+
+    None or 'auto' takes the format of the list's first line. Video lists may also carry a frame
+    count (`<file> <num_frames> <label>`), which is ignored: the decoder counts the frames.
+    """
+    detected = detect_modality(list_file)
+    if configured in (None, "auto"):
+        return detected
+    if configured not in LIST_FIELDS:
+        raise AnnotationError(f"data.modality must be one of {sorted(LIST_FIELDS)}, got {configured!r}")
+    if configured == "RGB" and detected == "video":
+        logger.warning("%s has `<file> <label>` lines: reading video files although data.modality is RGB",
+                       list_file)
+        return "video"
+    return configured
 
 
 def read_video_list(list_file, num_classes, modality=None):
-    """Records of a frame list (modality 'RGB') or video list ('video'; None: detect from the list)."""
-    if modality in (None, "auto"):
-        modality = detect_modality(list_file)
-    if modality not in LIST_FIELDS:
-        raise AnnotationError(f"data.modality must be one of {sorted(LIST_FIELDS)}, got {modality!r}")
+    """Records of a frame list or a video list; `modality` as in `list_modality`."""
+    modality = list_modality(list_file, modality)
     records = []
     for number, text in _numbered_lines(list_file, "list file"):
         where = f"{list_file}:{number}"
         fields = text.split()
-        if len(fields) != LIST_FIELDS[modality]:
-            raise AnnotationError(f"{where}: expected {LIST_FIELDS[modality]} fields "
-                                  f"`{LIST_LAYOUT[modality]}` (data.modality {modality}), "
-                                  f"got {len(fields)}: {text!r}")
+        if len(fields) not in LIST_FIELDS[modality]:
+            raise AnnotationError(f"{where}: expected `{LIST_LAYOUT[modality]}` for data.modality {modality}, "
+                                  f"got {len(fields)} fields: {text!r}")
         label = _check_label(_number(fields[-1], "label", where), num_classes, where)
-        num_frames = None
-        if modality == "RGB":
-            num_frames = _number(fields[1], "num_frames", where)
-            if num_frames < 0:
-                raise AnnotationError(f"{where}: num_frames must not be negative, got {num_frames}")
-        records.append(VideoRecord(fields[0], label, num_frames, where=where))
+        num_frames = _number(fields[1], "num_frames", where) if len(fields) == 3 else None
+        if num_frames is not None and num_frames < 0:
+            raise AnnotationError(f"{where}: num_frames must not be negative, got {num_frames}")
+        records.append(VideoRecord(fields[0], label, num_frames if modality == "RGB" else None, where=where))
     return records
 
 

@@ -89,7 +89,13 @@ class DecordVideo:
 
 
 class PyAVVideo:
-    """A video opened with PyAV; decodes from the start up to the last requested frame."""
+    """A video opened with PyAV; seeks to the keyframe before far-away frames, then decodes forward.
+
+    Frame k is the k-th packet in presentation order (the packet table is read once, without decoding),
+    so indices are exact for variable frame rates too and agree with decord's.
+    """
+
+    seek_gap = 64  # decode forward through shorter gaps; seek (to a keyframe) across longer ones
 
     def __init__(self, path):
         self.path = path
@@ -98,34 +104,41 @@ class PyAVVideo:
                 if not container.streams.video:
                     raise SampleReadError(f"video {path} has no video stream")
                 stream = container.streams.video[0]
-                # MP4 stores the frame count; other containers (WebM, some AVI) need the packets counted.
-                self._num_frames = stream.frames or sum(
-                    1 for packet in container.demux(stream) if packet.size > 0)
+                self._pts = sorted(packet.pts for packet in container.demux(stream) if packet.pts is not None)
+                announced = stream.frames
         except (av.FFmpegError, OSError) as err:
             raise SampleReadError(f"cannot open video {path}: {err}") from err
+        if announced and len(self._pts) < announced:
+            raise SampleReadError(f"video {path} is truncated: its header announces {announced} frames, "
+                                  f"the file holds {len(self._pts)}")
 
     def __len__(self):
-        return self._num_frames
+        return len(self._pts)
 
     def get_frames(self, indices):
         unique, inverse = _unique_with_inverse(indices)
-        wanted = set(unique.tolist())
-        last = int(unique[-1])
+        position_of = {pts: position for position, pts in enumerate(self._pts)}
         found = {}
-        decoded = 0
         try:
             with av.open(self.path) as container:
-                for position, frame in enumerate(container.decode(video=0)):
-                    decoded = position + 1
-                    if position in wanted:
-                        found[position] = torch.from_numpy(frame.to_ndarray(format="rgb24"))
-                    if position >= last:
-                        break
+                stream = container.streams.video[0]
+                frames, position = None, -1
+                for target in unique.tolist():
+                    if frames is None or target - position > self.seek_gap:
+                        container.seek(self._pts[target], stream=stream, backward=True)
+                        frames = container.decode(stream)
+                    for frame in frames:
+                        position = position_of.get(frame.pts, position)
+                        if position == target:
+                            found[target] = torch.from_numpy(frame.to_ndarray(format="rgb24"))
+                        if position >= target:
+                            break
         except (av.FFmpegError, OSError) as err:
             raise SampleReadError(f"cannot decode video {self.path} (truncated or corrupt?): {err}") from err
-        if len(found) < len(wanted):
-            raise SampleReadError(f"video {self.path} ended after {decoded} decodable frames but "
-                                  f"frame {last} was requested (truncated?)")
+        missing = sorted(set(unique.tolist()) - set(found))
+        if missing:
+            raise SampleReadError(f"video {self.path}: frames {missing} of {len(self)} could not be decoded "
+                                  f"(truncated or corrupt?)")
         return torch.stack([found[i] for i in unique.tolist()]).permute(0, 3, 1, 2)[inverse]
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from datasets.annotations import load_class_names, read_video_list, select_few_shot
+from datasets.annotations import list_modality, load_class_names, read_video_list, select_few_shot
 from datasets.decoding import SampleReadError, open_video, read_frame_folder
 from datasets.sampling import SAMPLING_MODES, ClipSampler
 
@@ -67,8 +67,8 @@ class VideoDataset(Dataset):
                     len(self.class_names), self.modality, mode)
 
     def _read_records(self, list_file, modality):
-        records = read_video_list(list_file, len(self.class_names), modality)
-        return ("RGB" if records[0].num_frames is not None else "video"), records
+        modality = list_modality(list_file, modality)
+        return modality, read_video_list(list_file, len(self.class_names), modality)
 
     def _drop_short(self, records, min_frames):
         kept = [r for r in records if r.num_frames is None or r.num_frames >= min_frames]

@@ -56,13 +56,14 @@ def write_frame_folder(folder, num_frames, image_tmpl="img_{:05d}.jpg", index_bi
     return folder
 
 
-def write_video(path, num_frames, fps=25, faststart=False):
+def write_video(path, num_frames, fps=25, faststart=False, keyframe_interval=250):
     """H.264 MP4 (yuv420p, near-lossless) of frames 0..num_frames-1; faststart puts the index first."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with av.open(path, "w", options={"movflags": "faststart"} if faststart else {}) as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
         stream.options = {"crf": "8"}
+        stream.codec_context.gop_size = keyframe_interval
         for index in range(num_frames):
             frame = av.VideoFrame.from_ndarray(frame_image(index), format="rgb24")
             container.mux(stream.encode(frame))

@@ -1,11 +1,12 @@
 """Annotation parsing: every shared list parses with the right counts; bad files give located errors."""
 import csv
+import logging
 import random
 
 import pytest
 
-from datasets.annotations import (AnnotationError, VideoRecord, detect_modality, load_class_names,
-                                  read_charades_csv, read_video_list, select_few_shot)
+from datasets.annotations import (AnnotationError, VideoRecord, detect_modality, list_modality,
+                                  load_class_names, read_charades_csv, read_video_list, select_few_shot)
 from tests.data_factory import write_labels_csv, write_text
 
 # list file -> (labels file, modality) for every list in ../shared/lists
@@ -94,8 +95,10 @@ def test_bad_labels_file_is_located(tmp_path, lines, message):
 
 
 @pytest.mark.parametrize("lines, modality, message", [
-    (["a 10 0", "b 10"], "RGB", r"list.txt:2: expected 3 fields `<dir> <num_frames> <label>`.*got 2"),
-    (["a.mp4 0", "b.mp4 1 2"], None, r"list.txt:2: expected 2 fields `<file> <label>`.*got 3"),
+    (["a 10 0", "b 10"], "RGB", r"list.txt:2: expected `<dir> <num_frames> <label>` for data.modality RGB, "
+                                r"got 2 fields: 'b 10'"),
+    (["a.mp4 0", "b.mp4 1 2 3"], None, r"list.txt:2: expected `<file> <label>` for data.modality video, got 4"),
+    (["a 10 0"], "flow", r"data.modality must be one of \['RGB', 'video'\], got 'flow'"),
     (["a 10 zero"], "RGB", r"list.txt:1: label must be an integer, got 'zero'"),
     (["a 1.5 0"], "RGB", r"list.txt:1: num_frames must be an integer"),
     (["a 10 0", "b 10 3"], "RGB", r"list.txt:2: label 3 is outside the 3 classes"),
@@ -114,6 +117,21 @@ def test_missing_files_are_named(tmp_path):
         read_video_list(str(tmp_path / "nope.txt"), 3)
     with pytest.raises(AnnotationError, match=r"labels file \S*nope.csv does not exist"):
         load_class_names(str(tmp_path / "nope.csv"))
+
+
+def test_a_video_list_is_read_as_one_whatever_the_configured_modality(tmp_path, caplog):
+    list_file = write_text(str(tmp_path / "list.txt"), ["a.mp4 0", "b.mp4 1"])
+    assert list_modality(list_file, None) == list_modality(list_file, "video") == "video"
+    with caplog.at_level(logging.WARNING):
+        assert list_modality(list_file, "RGB") == "video"
+    assert "list.txt has `<file> <label>` lines" in caplog.text
+
+
+def test_video_list_may_carry_frame_counts_which_the_decoder_replaces(tmp_path):
+    list_file = write_text(str(tmp_path / "list.txt"), ["a.mp4 300 0", "b.mp4 1"])
+    assert list_modality(list_file, None) == "RGB"
+    assert [(r.path, r.num_frames, r.label) for r in read_video_list(list_file, 3, "video")] == [
+        ("a.mp4", None, 0), ("b.mp4", None, 1)]
 
 
 def test_blank_lines_are_ignored_and_lines_keep_their_numbers(tmp_path):

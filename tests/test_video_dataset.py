@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 from datasets import transforms
 from datasets.annotations import AnnotationError
 from datasets.charades import CharadesDataset
-from datasets.decoding import VIDEO_BACKENDS, SampleReadError, decord
+from datasets.decoding import VIDEO_BACKENDS, PyAVVideo, SampleReadError, decord, open_video
 from datasets.video import VideoDataset
 from tests.data_factory import (clip_indices, truncate_file, write_frame_folder, write_labels_csv, write_text,
                                 write_video)
@@ -121,11 +121,22 @@ def test_video_file_gives_the_same_clip_as_its_frame_folder(media, backend):
             assert (frames.float() - decoded.float()).abs().mean() < 3  # JPEG q95 vs H.264 crf 8
 
 
-def test_modality_is_detected_from_the_list_and_checked_against_the_config(media):
+@pytest.mark.parametrize("seek_gap", [0, 64, 10_000])
+def test_pyav_seeks_to_exact_frames_of_a_long_video(tmp_path, monkeypatch, seek_gap):
+    path = write_video(str(tmp_path / "long.mp4"), 240, keyframe_interval=12)
+    monkeypatch.setattr(PyAVVideo, "seek_gap", seek_gap)
+    video = open_video(path, "pyav")
+    requested = [230, 5, 5, 100, 101, 0, 239, 60]
+    assert len(video) == 240 and clip_indices(video.get_frames(requested)) == requested
+
+
+def test_modality_is_detected_from_the_list(media):
     root, labels, frame_list, video_list = media
-    assert VideoDataset(video_list, labels, str(root), mode="val").modality == "video"
-    with pytest.raises(AnnotationError, match=rf"{video_list}:1: expected 3 fields .*data.modality RGB"):
-        VideoDataset(video_list, labels, str(root), modality="RGB")
+    assert VideoDataset(frame_list, labels, str(root), mode="val").modality == "RGB"
+    assert VideoDataset(video_list, labels, str(root), mode="val", modality="RGB").modality == "video"
+    mixed = write_text(str(root / "mixed.txt"), ["a 10 1", "b.mp4 2"])
+    with pytest.raises(AnnotationError, match=rf"{mixed}:2: expected `<dir> <num_frames> <label>`"):
+        VideoDataset(mixed, labels, str(root), modality="RGB")
 
 
 def test_short_videos_are_dropped_from_training_only(media):

@@ -62,7 +62,8 @@ class VideoDataset(Dataset):
         if shot:
             records = select_few_shot(records, shot, seed)
         self.records = records
-        self._skipped = multiprocessing.Value("i", 0)
+        # A spawn-context lock may be shared with workers of any start method (a fork-context one may not).
+        self._skipped = multiprocessing.get_context("spawn").Value("i", 0)
         logger.info("%s: %d videos, %d classes, modality %s, mode %s", list_file, len(records),
                     len(self.class_names), self.modality, mode)
 

@@ -204,6 +204,7 @@ def test_training_can_skip_unreadable_samples_and_counts_them(broken, caplog):
 
 
 def test_skip_counts_add_up_over_dataloader_workers(broken):
+    # fork only: spawn workers take ~5 s each to start here (checked by hand that spawn works too)
     dataset = VideoDataset(*broken("missing 10 0"), num_segments=4, mode="train", skip_unreadable=True)
     loader = DataLoader(dataset, batch_size=1, num_workers=2, multiprocessing_context="fork")
     labels = [label.item() for _ in range(2) for _, label in loader]

@@ -37,8 +37,8 @@ class VideoRecord:
     """
 
     path: str
-    label: object
-    num_frames: int = None
+    label: int | tuple[int, ...]
+    num_frames: int | None = None
     start_frame: int = 0
     where: str = ""
 
@@ -46,7 +46,7 @@ class VideoRecord:
 def _open(path, what):
     if not os.path.isfile(path):
         raise AnnotationError(f"{what} {path} does not exist")
-    return open(path, newline="", encoding="utf-8")
+    return open(path, newline="", encoding="utf-8-sig")  # tolerates a byte-order mark
 
 
 def _numbered_lines(path, what):

@@ -4,7 +4,6 @@ Every reader returns uint8 tensors [N, 3, H, W] (RGB) in the order of the reques
 included, and raises `SampleReadError` naming the file when a frame or video cannot be read.
 Videos are decoded with decord when it is installed, else with PyAV.
 """
-import logging
 import os
 import string
 
@@ -17,8 +16,6 @@ try:
     import decord
 except ImportError:  # decord has wheels for x86-64 only; PyAV covers the rest
     decord = None
-
-logger = logging.getLogger(__name__)
 
 VIDEO_BACKENDS = ("decord", "pyav")
 
@@ -34,7 +31,11 @@ def _unique_with_inverse(indices):
 
 def template_field_count(image_tmpl):
     """How many `{}` fields a frame-name template has: 1 (`img_{:05d}.jpg`) or 2 (`{}-{:06d}.jpg`)."""
-    return sum(1 for _, field, _, _ in string.Formatter().parse(image_tmpl) if field is not None)
+    count = sum(1 for _, field, _, _ in string.Formatter().parse(image_tmpl) if field is not None)
+    if count not in (1, 2):
+        raise ValueError(f"data.image_tmpl must have a field for the frame number ('img_{{:05d}}.jpg') or "
+                         f"for the video id and frame number ('{{}}-{{:06d}}.jpg'), got {image_tmpl!r}")
+    return count
 
 
 def frame_file_names(video_dir, image_tmpl, frame_numbers):

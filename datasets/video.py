@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from datasets.annotations import list_modality, load_class_names, read_video_list, select_few_shot
-from datasets.decoding import SampleReadError, open_video, read_frame_folder
+from datasets.decoding import SampleReadError, open_video, read_frame_folder, template_field_count
 from datasets.sampling import SAMPLING_MODES, ClipSampler
 
 logger = logging.getLogger(__name__)
@@ -57,6 +57,8 @@ class VideoDataset(Dataset):
                                    num_clips=test_clips if mode == "test" else 1, tsn_train=self.tsn_train)
         self.class_names = load_class_names(labels_file)
         self.modality, records = self._read_records(list_file, modality)
+        if self.modality == "RGB":
+            template_field_count(image_tmpl)  # a template without a frame-number field is an error now
         if mode == "train":
             records = self._drop_short(records, min_train_frames)
         if shot:

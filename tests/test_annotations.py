@@ -81,6 +81,9 @@ def test_charades_instance_frames_follow_the_times(tmp_path):
 def test_class_names_from_csv_in_id_order(tmp_path):
     path = write_text(str(tmp_path / "labels.csv"), ["id,name", "1,run", '0,"jump, high"', "2,swim"])
     assert load_class_names(path) == ["jump, high", "run", "swim"]
+    with open(path, "w", encoding="utf-8-sig") as handle:  # spreadsheet exports start with a byte-order mark
+        handle.write("id,name\n0,jump\n")
+    assert load_class_names(path) == ["jump"]
 
 
 @pytest.mark.parametrize("lines, message", [

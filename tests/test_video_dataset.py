@@ -139,6 +139,12 @@ def test_modality_is_detected_from_the_list(media):
         VideoDataset(mixed, labels, str(root), modality="RGB")
 
 
+@pytest.mark.parametrize("image_tmpl", ["img.jpg", "{}_{}_{:05d}.jpg"])
+def test_frame_template_without_frame_number_is_rejected(media, image_tmpl):
+    with pytest.raises(ValueError, match=r"data.image_tmpl must have a field"):
+        frames_dataset(media, image_tmpl=image_tmpl)
+
+
 def test_short_videos_are_dropped_from_training_only(media):
     root, labels, _, _ = media
     frame_list = write_text(str(root / "short.txt"), ["a 10 1", "b 5 2"])

@@ -4,6 +4,7 @@ Weights are looked up in a cache folder (default `~/.cache/clip`, or `$BIKE_CLIP
 `download_root` argument), checked against the SHA-256 in OpenAI's URL, and downloaded only when missing
 and the network answers; otherwise the error says which file to put where.
 """
+import dataclasses
 import hashlib
 import logging
 import os
@@ -118,15 +119,21 @@ def image_preprocess(resolution: int) -> v2.Compose:
     ])
 
 
-def create_model(name: str, **options) -> CLIP:
-    """A randomly initialised CLIP of a named architecture (OpenAI's or a small one): not pretrained."""
+def create_model(name: str, image_resolution: Optional[int] = None, **options) -> CLIP:
+    """A randomly initialised CLIP of a named architecture (OpenAI's or a small one): not pretrained.
+
+    `image_resolution` changes the input size (and so the number of patch position embeddings).
+    """
     config = architecture(name)
+    if image_resolution:
+        config = dataclasses.replace(config, image_resolution=image_resolution)
     logger.warning("CLIP %s is randomly initialised: it is NOT a pretrained model", canonical_name(name))
     return CLIP(config, **options)
 
 
 def load(name: str, device: Union[str, torch.device] = "cpu", jit: bool = False,
-         download_root: Optional[Union[str, Path]] = None, pretrain: bool = True, **options):
+         download_root: Optional[Union[str, Path]] = None, pretrain: bool = True,
+         image_resolution: Optional[int] = None, **options):
     """A CLIP model and its image preprocessing, like OpenAI's `clip.load`.
 
     `name`: an OpenAI model name, a small random-init architecture name, or a path to a TorchScript
@@ -134,11 +141,12 @@ def load(name: str, device: Union[str, torch.device] = "cpu", jit: bool = False,
     weights and leaves the text tower random, as BIKE's `network.init: False` does. `options` are `CLIP`'s
     (num_frames, drop_path, emb_dropout, joint_st, grad_checkpointing). The model is always the eager
     implementation in fp32 (`jit=True` is accepted for compatibility and gives the same outputs).
+    `image_resolution` sets the input size of random-init architectures; pretrained weights fix their own.
     """
     if jit:
         logger.warning("jit=True: the eager model is returned instead of OpenAI's TorchScript module")
     if canonical_name(name) in RANDOM_INIT_ARCHITECTURES:
-        model = create_model(name, **options)
+        model = create_model(name, image_resolution, **options)
     else:
         if canonical_name(name) in OPENAI_ARCHITECTURES:
             path = weights_file(name, download_root)

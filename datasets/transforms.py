@@ -33,11 +33,11 @@ def _resize_short_side(size):
     return v2.Resize(size, interpolation=v2.InterpolationMode.BICUBIC, antialias=True)
 
 
-def train_transform(input_size, flip=True, grayscale_p=0.2, rand_augment=False):
+def train_transform(input_size, flip=True, grayscale_p=0.2, rand_augment=False, min_crop_scale=0.08):
     """Training augmentation for one clip [T, C, H, W] uint8 -> [T, C, input_size, input_size] uint8."""
     steps = [
         _resize_short_side(scale_size_for(input_size)),
-        v2.RandomResizedCrop(input_size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), antialias=True),
+        v2.RandomResizedCrop(input_size, scale=(min_crop_scale, 1.0), ratio=(3 / 4, 4 / 3), antialias=True),
     ]
     if flip:
         steps.append(v2.RandomHorizontalFlip())
@@ -48,10 +48,14 @@ def train_transform(input_size, flip=True, grayscale_p=0.2, rand_augment=False):
     return v2.Compose(steps)
 
 
-def train_transform_for(dataset_name, input_size, rand_augment=False):
-    """`train_transform` with flip and grayscale disabled for Something-Something-like datasets."""
+def train_transform_for(dataset_name, input_size, rand_augment=False, flip=None, min_crop_scale=0.08):
+    """`train_transform` with flip and grayscale disabled for Something-Something-like datasets.
+
+    `flip` True/False overrides that choice for the flip (e.g. off for data with left/right classes).
+    """
     plain = not flip_changes_label(dataset_name)
-    return train_transform(input_size, flip=plain, grayscale_p=0.2 if plain else 0.0, rand_augment=rand_augment)
+    return train_transform(input_size, flip=plain if flip is None else flip, grayscale_p=0.2 if plain else 0.0,
+                           rand_augment=rand_augment, min_crop_scale=min_crop_scale)
 
 
 def multi_crop_offsets(width, height, crop_size, num_crops):

@@ -42,3 +42,17 @@ def shared_lists():
     if not SHARED_LISTS.is_dir():
         pytest.skip(f"shared annotation lists not found at {SHARED_LISTS}")
     return SHARED_LISTS
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """A small synthetic dataset (2 clips per class: 8 train, 8 val) made by the project's own generator."""
+    from datasets.synthetic import ensure_demo_dataset
+    return ensure_demo_dataset(tmp_path_factory.mktemp("tiny_data"), num_per_class=2, workers=0, progress=False)
+
+
+@pytest.fixture
+def tiny_config(tiny_dataset, tmp_path):
+    """Writes a config for a fast run on `tiny_dataset` and returns its path; extra keys via `.write(**updates)`."""
+    from tests.tiny_run import TinyConfig
+    return TinyConfig(tiny_dataset, tmp_path)

@@ -70,11 +70,15 @@ SCHEMA = {
         "test_clips": Field(("int",), 1, "temporal clips per video at test time (scores averaged)", minimum=1),
         "test_crops": Field(("int",), 1, "spatial crops per clip at test time (scores averaged)", minimum=1),
         "skip_unreadable": Field(("bool",), False, "log and skip videos that cannot be decoded instead of failing"),
+        "flip": Field(("bool", "null"), None, "random horizontal flips when training; null: on, except for "
+                                              "data whose labels name a direction (Something-Something)"),
+        "min_crop_scale": Field(("float",), 0.08, "smallest area fraction of the random-resized training crop"),
+        "rand_augment": Field(("bool",), False, "torchvision RandAugment on training clips (same ops for all frames)"),
     },
     "network": {
         "arch": Field(("str",), REQUIRED, "CLIP model name (ViT-B/32, ViT-L/14-336px, RN50, ViT-Tiny/16, ...) "
                                           "or path to a weight file"),
-        "init": Field(("bool",), True, "start from pretrained CLIP weights; False: random initialisation"),
+        "init": Field(("bool",), True, "load all pretrained CLIP weights; False: only the image tower's (text tower random)"),
         "tm": Field(("bool", "str"), False, "temporal module inside the image encoder: False or its name"),
         "drop_out": Field(("float",), 0.0, "dropout inside the image encoder"),
         "emb_dropout": Field(("float",), 0.0, "dropout on the image token embeddings"),
@@ -103,7 +107,7 @@ SCHEMA = {
                                "multistep: decay every N epochs, or at the listed epochs", minimum=1),
         "momentum": Field(("float",), 0.9, "SGD momentum"),
         "weight_decay": Field(("float",), 0.2, "weight decay"),
-        "loss_type": Field(("str",), "NCE", "NCE, DS (dual softmax) or CE", choices=("NCE", "DS", "CE")),
+        "loss_type": Field(("str",), "NCE", "NCE or DS (dual softmax)", choices=("NCE", "DS")),
         "evaluate": Field(("bool",), False, "only evaluate the loaded weights, do not train"),
         "clip_ratio": Field(("float",), 0.1, "learning-rate factor for the pretrained CLIP parameters"),
         "grad_accumulation_steps": Field(("int",), 1, "batches whose gradients add up before a step", minimum=1),

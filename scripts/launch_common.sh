@@ -1,0 +1,12 @@
+# Shared by the run_*.sh scripts: how many processes torchrun starts on this machine.
+# One per visible GPU (CUDA_VISIBLE_DEVICES is respected), or one process on a CPU-only machine.
+# NPROC_PER_NODE overrides it.
+gpus_visible() {
+    python -c "import torch; print(torch.cuda.device_count())" 2>/dev/null || echo 0
+}
+nproc_per_node() {
+    if [ -n "${NPROC_PER_NODE:-}" ]; then echo "$NPROC_PER_NODE"; return; fi
+    local count
+    count=$(gpus_visible)
+    if [ "$count" -gt 0 ]; then echo "$count"; else echo 1; fi
+}

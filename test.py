@@ -1,0 +1,61 @@
+"""Multi-view evaluation of a trained model: `python test.py --config CFG --weights CKPT [options] [key=value ...]`.
+
+Prints `Overall Prec@1 X% Prec@5 Y%` (and mAP for ActivityNet and multi-label data); runs under torchrun too.
+"""
+import argparse
+import logging
+
+
+from utils.checkpoint import save_atomically
+from utils.config import check_files, load_config
+from utils.distributed import init_distributed, run_program
+from utils.evaluation import predict, score_metrics
+from utils.inference import class_texts, load_video_model, test_loader
+from utils.logger import setup_logging
+from utils.training import PRECISIONS, autocast_for, resolve_precision
+
+logger = logging.getLogger("bike")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", "-cfg", required=True)
+    parser.add_argument("--weights", required=True, help="BIKE checkpoint (model_best.pt / last_model.pt)")
+    parser.add_argument("--test_crops", type=int, default=None, choices=(1, 3, 5, 10),
+                        help="spatial crops per clip (default: data.test_crops)")
+    parser.add_argument("--test_clips", type=int, default=None, help="temporal clips per video (default: data.test_clips)")
+    parser.add_argument("--dense", action="store_true", help="dense (I3D-style) sampling instead of segments")
+    parser.add_argument("--save_scores", default=None, help="write {'scores', 'labels'} here (torch.save)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None)
+    parser.add_argument("--cpu", action="store_true")
+    parser.add_argument("--no_progress", action="store_true")
+    parser.add_argument("overrides", nargs="*", help="config overrides such as data.batch_size=8")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    ctx = init_distributed(force_cpu=args.cpu)
+    setup_logging(None, ctx.is_main)
+    config = load_config(args.config, args.overrides)
+    check_files(config, ("data.val_list", "data.label_list"))
+    autocast = autocast_for(resolve_precision(args.precision, ctx.device), ctx.device)
+    crops = args.test_crops or config.data.test_crops
+    clips = args.test_clips or config.data.test_clips
+    loader = test_loader(config, ctx, crops, clips, args.dense or config.data.dense)
+    logger.info("%d videos x %d clips x %d crops, %d processes", len(loader.dataset), clips, crops, ctx.world_size)
+
+    encoder, header = load_video_model(config, args.weights, ctx.device)
+    eot, tokens = class_texts(encoder, loader.dataset.class_names, ctx.device, autocast)
+    scores, labels = predict(encoder, header, loader, eot, tokens, ctx.device, autocast, ctx.is_main and not args.no_progress)
+    result = score_metrics(scores, labels, with_map=str(config.data.dataset).lower().startswith("anet"))
+    if ctx.is_main:
+        print(result.summary(), flush=True)
+        if args.save_scores:
+            save_atomically({"scores": scores, "labels": labels}, args.save_scores)
+            logger.info("scores saved to %s", args.save_scores)
+    return result
+
+
+if __name__ == "__main__":
+    run_program(main)

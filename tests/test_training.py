@@ -1,0 +1,94 @@
+"""Training: the NCE loss as the original defines it, schedules, frozen towers, and resume after a kill."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import clip
+import train as train_program
+from utils.config import build_config
+from utils.losses import label_equality, symmetric_loss
+from utils.solver import lr_factor
+from utils.training import freeze_towers
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_nce_loss_is_the_originals_kl_divergence():
+    torch.manual_seed(0)
+    logits, labels = torch.randn(6, 6) * 5, torch.tensor([0, 1, 0, 2, 1, 0])
+    target = label_equality(labels)
+    assert target[0].tolist() == [1, 0, 1, 0, 0, 1]
+
+    def original(prediction, label):  # KLDivLoss(reduction='mean') times the batch size
+        return torch.nn.KLDivLoss(reduction="mean")(F.log_softmax(prediction, 1), F.softmax(label * 10, 1)) * len(prediction)
+
+    expected = (original(logits, target) + original(logits.t(), target)) / 2
+    torch.testing.assert_close(symmetric_loss(logits, labels), expected)
+    perfect = target * 100 - 50
+    assert symmetric_loss(perfect, labels) < 0.01 < symmetric_loss(-perfect, labels)
+
+
+def test_cosine_schedule_with_warmup_and_multistep():
+    solver = build_config({"data": {"dataset": "x", "num_classes": 2, "label_list": "l"}, "network": {"arch": "RN-Tiny"},
+                           "solver": {"epochs": 10, "lr_warmup_step": 2}}).solver
+    assert [lr_factor(e, solver) for e in (0, 1, 2)] == pytest.approx([0, 0.5, 1])
+    assert lr_factor(6, solver) == pytest.approx(0.5)  # half-way through the cosine
+    assert lr_factor(10, solver) == pytest.approx(0)
+    solver.type, solver.lr_decay_step = "multistep", 4
+    assert [lr_factor(e, solver) for e in (3, 4.5, 8.5)] == pytest.approx([1, 0.1, 0.01])
+
+
+def test_freezing_text_keeps_logit_scale_and_visual_trainable():
+    model = clip.create_model("RN-Tiny")
+    freeze_towers(model, fix_text=True, fix_video=False)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert "logit_scale" in trainable and "visual.conv1.weight" in trainable
+    assert not any(name.startswith(("transformer.", "token_embedding", "text_projection")) for name in trainable)
+    freeze_towers(model, fix_text=True, fix_video=True)
+    assert {name for name, p in model.named_parameters() if p.requires_grad} == {"logit_scale"}
+
+
+def epoch_losses(log_file: Path) -> dict:
+    losses = {}
+    for line in log_file.read_text().splitlines():
+        if ": mean loss " in line:
+            epoch = int(line.split("epoch ")[1].split(":")[0])
+            losses[epoch] = float(line.split("mean loss ")[1].split(",")[0])
+    return losses
+
+
+def test_killed_run_resumes_from_its_last_checkpoint_and_matches_an_uninterrupted_run(tiny_config):
+    config = tiny_config.write(solver={"epochs": 4})
+    train_program.main(["--config", config, "--log_time", "whole", "--cpu", "--no_progress"])
+    whole = tiny_config.run_folder("whole")
+
+    # The same run, killed with SIGKILL as soon as its first checkpoint exists.
+    interrupted = tiny_config.run_folder("killed")
+    env = dict(os.environ, PYTHONPATH=str(REPO), CUDA_VISIBLE_DEVICES="")
+    process = subprocess.Popen([sys.executable, str(REPO / "train.py"), "--config", config, "--log_time", "killed",
+                                "--cpu", "--no_progress"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while not (interrupted / "last_model.pt").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    checkpoint = torch.load(interrupted / "last_model.pt", weights_only=True)
+    assert checkpoint["epoch"] < 3, "the run finished before it could be interrupted"
+
+    train_program.main(["--config", config, "--log_time", "killed", "--cpu", "--no_progress",
+                        f"resume={interrupted / 'last_model.pt'}"])
+    resumed_losses, whole_losses = epoch_losses(interrupted / "log.txt"), epoch_losses(whole / "log.txt")
+    for epoch in range(checkpoint["epoch"] + 1, 4):
+        assert resumed_losses[epoch] == pytest.approx(whole_losses[epoch], abs=2e-4), epoch
+    final = torch.load(interrupted / "last_model.pt", weights_only=True)
+    reference = torch.load(whole / "last_model.pt", weights_only=True)
+    assert final["epoch"] == reference["epoch"] == 3
+    for key, value in reference["model_state_dict"].items():
+        torch.testing.assert_close(final["model_state_dict"][key], value, atol=1e-5, rtol=1e-4, msg=key)

@@ -1,0 +1,164 @@
+"""Train BIKE's video branch: `python train.py --config CFG [key.sub=value ...]`, or under torchrun for DDP."""
+import argparse
+import logging
+import math
+import shutil
+import time
+from pathlib import Path
+
+import torch
+import yaml
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+
+from datasets.build import build_dataset
+from modules import VideoHeader, text_prompt
+from modules.video_clip import VideoEncoder, class_features
+from utils.checkpoint import load_bike_weights
+from utils.config import check_files, load_config
+from utils.distributed import init_distributed, run_program
+from utils.evaluation import evaluation_loader, predict, score_metrics
+from utils.logger import setup_logging
+from utils.solver import build_optimizer, build_scheduler
+from utils.training import (PRECISIONS, ClassTexts, autocast_for, build_clip, freeze_towers, resolve_precision,
+                            resume_training, save_training_checkpoint, seed_everything, train_one_epoch)
+
+logger = logging.getLogger("bike")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", "-cfg", required=True, help="YAML config (see configs/)")
+    parser.add_argument("--log_time", default=None,
+                        help="name of the run folder under output_path/dataset/arch/ (default: the start time)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="amp: fp16 autocast + grad scaler (GPU default); bf16: bf16 autocast; fp32 (CPU default)")
+    parser.add_argument("--cpu", action="store_true", help="run on the CPU even where a GPU exists")
+    parser.add_argument("--no_progress", action="store_true", help="log lines instead of progress bars")
+    parser.add_argument("overrides", nargs="*", help="config overrides such as solver.epochs=5")
+    return parser.parse_args(argv)
+
+
+def run_name(requested, distributed: bool) -> str:
+    """The run folder's name, the same in every process."""
+    name = [requested or time.strftime("%Y%m%d_%H%M%S")]
+    if distributed:
+        dist.broadcast_object_list(name, src=0)
+    return name[0]
+
+
+def train_loader_for(dataset, config, ctx) -> DataLoader:
+    """Shuffled, drop-last batches; the order depends only on the seed and the epoch (see `start_epoch`)."""
+    generator = torch.Generator()
+    sampler = (DistributedSampler(dataset, ctx.world_size, ctx.rank, shuffle=True, seed=config.seed)
+               if ctx.distributed else RandomSampler(dataset, generator=generator))
+    if len(dataset) < config.data.batch_size * ctx.world_size:
+        raise ValueError(f"{config.data.train_list}: {len(dataset)} training videos is fewer than one batch "
+                         f"(data.batch_size {config.data.batch_size} x {ctx.world_size} processes)")
+    return DataLoader(dataset, batch_size=config.data.batch_size, sampler=sampler, drop_last=True,
+                      num_workers=config.data.workers, pin_memory=ctx.device.type == "cuda",
+                      persistent_workers=config.data.workers > 0, generator=generator)
+
+
+def start_epoch(loader: DataLoader, seed: int, rank: int, epoch: int):
+    """Re-seeds everything random for `epoch`, so a resumed run repeats an uninterrupted one exactly."""
+    seed_everything(seed + 1000 * epoch + rank)
+    loader.generator.manual_seed(seed + epoch)
+    if isinstance(loader.sampler, DistributedSampler):
+        loader.sampler.set_epoch(epoch)
+
+
+def validate(encoder, header, loader, texts: ClassTexts, ctx, autocast, show_progress):
+    if texts.frozen:
+        eot, tokens = texts.eot, texts.tokens
+    else:
+        encoder.eval()
+        with autocast():
+            eot, tokens = class_features(encoder, texts.prompts)
+    scores, labels = predict(encoder, header, loader, eot, tokens, ctx.device, autocast, show_progress)
+    return score_metrics(scores, labels)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    ctx = init_distributed(force_cpu=args.cpu)
+    config = load_config(args.config, args.overrides)
+    check_files(config)
+    precision = resolve_precision(args.precision, ctx.device)
+    autocast = autocast_for(precision, ctx.device)
+    work_dir = Path(config.data.output_path) / config.data.dataset / config.network.arch / run_name(
+        args.log_time, ctx.distributed)
+    setup_logging(work_dir, ctx.is_main)
+    if ctx.is_main:
+        shutil.copy(args.config, work_dir / Path(args.config).name)
+        (work_dir / "config_resolved.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    logger.info("run folder %s; %d process(es) on %s; precision %s; torch %s", work_dir, ctx.world_size,
+                ctx.device, precision, torch.__version__)
+    seed_everything(config.seed + ctx.rank)
+    show_progress = ctx.is_main and not args.no_progress
+
+    clip_model = build_clip(config)
+    header = VideoHeader.for_clip(config.network.sim_header, config.network.interaction, clip_model)
+    if config.pretrain:
+        load_bike_weights(config.pretrain, clip_model, header)
+        logger.info("initialised from %s", config.pretrain)
+    freeze_towers(clip_model, config.network.fix_text, config.network.fix_video)
+    clip_model.to(ctx.device)
+    header.to(ctx.device)
+    if precision == "fp16":
+        clip_model.half()
+        header.half()
+
+    train_set = build_dataset(config, "train")
+    val_set = build_dataset(config, "val")
+    train_loader = train_loader_for(train_set, config, ctx)
+    val_loader = evaluation_loader(val_set, config.data.batch_size, config.data.workers, ctx.rank, ctx.world_size)
+
+    optimizer = build_optimizer(config.solver, clip_model, [header])
+    steps_per_epoch = math.ceil(len(train_loader) / config.solver.grad_accumulation_steps)
+    scheduler = build_scheduler(optimizer, config.solver, steps_per_epoch)
+    scaler = torch.amp.GradScaler("cuda") if precision == "amp" else None
+    first_epoch, best_score = config.solver.start_epoch, 0.0
+    if config.resume:
+        first_epoch, best_score = resume_training(config.resume, clip_model, header, optimizer, scheduler, scaler)
+        logger.info("resumed from %s at epoch %d (best so far %.3f)", config.resume, first_epoch, best_score)
+
+    encoder = VideoEncoder(clip_model)
+    texts = ClassTexts.build(encoder, text_prompt(train_set.class_names), config.network.fix_text, ctx.device,
+                             autocast)
+    train_encoder, train_header = encoder, header
+    if ctx.distributed:
+        device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        train_encoder = DistributedDataParallel(encoder, device_ids=device_ids)
+        if any(p.requires_grad for p in header.parameters()):
+            train_header = DistributedDataParallel(header, device_ids=device_ids)
+
+    if config.solver.evaluate:
+        logger.info(validate(encoder, header, val_loader, texts, ctx, autocast, show_progress).summary())
+        return
+
+    for epoch in range(first_epoch, config.solver.epochs):
+        start_epoch(train_loader, config.seed, ctx.rank, epoch)
+        train_one_epoch(train_encoder, train_header, train_loader, optimizer, scheduler, scaler, texts, config,
+                        epoch, ctx.device, autocast, show_progress)
+        if train_set.num_skipped:
+            logger.warning("%d unreadable training samples skipped so far", train_set.num_skipped)
+        is_best = False
+        if (epoch + 1) % config.logging.eval_freq == 0 or epoch + 1 == config.solver.epochs:
+            result = validate(encoder, header, val_loader, texts, ctx, autocast, show_progress)
+            score = result.top1 if result.top1 is not None else result.mean_ap
+            is_best = score > best_score
+            best_score = max(score, best_score)
+            logger.info("epoch %d validation: %s (best %.3f)", epoch, result.summary(), best_score)
+        if ctx.is_main:
+            state = dict(epoch=epoch, clip_model=clip_model, header=header, optimizer=optimizer,
+                         scheduler=scheduler, scaler=scaler, best_score=best_score, config=config)
+            save_training_checkpoint(work_dir / "last_model.pt", **state)
+            if is_best:
+                save_training_checkpoint(work_dir / "model_best.pt", **state)
+    logger.info("finished: best validation score %.3f; checkpoints in %s", best_score, work_dir)
+
+
+if __name__ == "__main__":
+    run_program(main)

@@ -1,0 +1,48 @@
+"""Everything evaluation programs share: the model from a checkpoint, class texts, the test data loader."""
+import logging
+
+
+import clip
+from datasets.build import build_dataset
+from modules import VideoHeader, text_prompt
+from modules.video_clip import VideoEncoder, class_features
+from utils.checkpoint import HEADER_KEY, MODEL_KEY, read_checkpoint
+from clip.model import load_weights
+from clip.weights import strip_module_prefix
+from utils.evaluation import evaluation_loader
+from utils.training import build_clip
+
+logger = logging.getLogger(__name__)
+
+
+def load_video_model(config, weights=None, device="cpu"):
+    """(VideoEncoder, VideoHeader) in eval mode.
+
+    With `weights` (a BIKE checkpoint) the CLIP model is sized and loaded from the checkpoint itself, so
+    no OpenAI weight file is needed; without, CLIP comes from `network.arch` (zero-shot).
+    """
+    network = config.network
+    if weights:
+        checkpoint = read_checkpoint(weights)
+        clip_model = clip.build_model(strip_module_prefix(checkpoint[MODEL_KEY]),
+                                      num_frames=config.data.num_segments * config.data.seg_length,
+                                      joint_st=network.joint_st)
+        header = VideoHeader.for_clip(network.sim_header, network.interaction, clip_model)
+        load_weights(header, strip_module_prefix(checkpoint.get(HEADER_KEY) or {}), what=f"'{HEADER_KEY}' of {weights}")
+        logger.info("loaded %s (epoch %s)", weights, checkpoint.get("epoch"))
+    else:
+        clip_model = build_clip(config)
+        header = VideoHeader.for_clip(network.sim_header, network.interaction, clip_model)
+    encoder = VideoEncoder(clip_model).to(device).eval()
+    return encoder, header.to(device).eval()
+
+
+def class_texts(encoder, class_names, device, autocast):
+    """EOT and token features of the prompted class names."""
+    with autocast():
+        return class_features(encoder, text_prompt(class_names).to(device))
+
+
+def test_loader(config, ctx, test_crops, test_clips, dense):
+    dataset = build_dataset(config, "test", test_crops=test_crops, test_clips=test_clips, dense=dense)
+    return evaluation_loader(dataset, config.data.batch_size, config.data.workers, ctx.rank, ctx.world_size)

@@ -1,0 +1,62 @@
+"""Logging set-up and progress reporting: tqdm on a terminal, periodic log lines otherwise."""
+import logging
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from tqdm import tqdm
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(output_dir=None, is_main=True, filename="log.txt") -> logging.Logger:
+    """Console (main process only) and `output_dir/log.txt` handlers on the root logger."""
+    root = logging.getLogger()
+    root.setLevel(logging.INFO if is_main else logging.WARNING)
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    console = logging.StreamHandler(sys.stdout)
+    console.setFormatter(logging.Formatter(FORMAT, "%H:%M:%S"))
+    root.addHandler(console)
+    if output_dir is not None and is_main:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        file_handler = logging.FileHandler(Path(output_dir) / filename)
+        file_handler.setFormatter(logging.Formatter(FORMAT))
+        root.addHandler(file_handler)
+    return logging.getLogger("bike")
+
+
+class Progress:
+    """Iterates `iterable`, showing a tqdm bar on an interactive terminal and otherwise logging a line
+    every `print_freq` steps with the values `update` received and an ETA."""
+
+    def __init__(self, iterable, total: int, description: str, print_freq: int = 10, enabled: bool = True,
+                 logger: logging.Logger = None):
+        self.iterable, self.total, self.description = iterable, total, description
+        self.print_freq, self.enabled = max(print_freq, 1), enabled
+        self.logger = logger or logging.getLogger("bike")
+        self.interactive = enabled and sys.stderr.isatty()
+        self.values = {}
+        self.step = 0
+        self.start = time.monotonic()
+
+    def __iter__(self):
+        if self.interactive:
+            self.bar = tqdm(self.iterable, total=self.total, desc=self.description, dynamic_ncols=True)
+            yield from self.bar
+            return
+        for item in self.iterable:
+            yield item
+
+    def update(self, **values):
+        """Records this step's values; shown in the bar or logged every `print_freq` steps."""
+        self.step += 1
+        self.values = values
+        text = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
+        if self.interactive:
+            self.bar.set_postfix_str(text, refresh=False)
+        elif self.enabled and (self.step % self.print_freq == 0 or self.step == self.total):
+            elapsed = time.monotonic() - self.start
+            eta = timedelta(seconds=int(elapsed / self.step * (self.total - self.step)))
+            self.logger.info("%s [%d/%d] %s, eta %s", self.description, self.step, self.total, text, eta)

@@ -1,0 +1,176 @@
+"""Training of the video branch: precision, frozen towers, class texts, one epoch, checkpoints for resume."""
+import contextlib
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+
+import clip
+from datasets.transforms import normalize_on_device
+from modules.video_clip import VideoEncoder, class_features
+from utils.checkpoint import HEADER_KEY, MODEL_KEY, load_bike_weights, save_atomically
+from utils.distributed import all_gather_no_grad, all_gather_with_grad
+from utils.logger import Progress
+from utils.losses import symmetric_loss
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ("amp", "fp16", "bf16", "fp32")
+
+
+def resolve_precision(requested: Optional[str], device: torch.device) -> str:
+    """Default: fp16 autocast with a grad scaler on GPU ('amp', as the original), fp32 on CPU."""
+    precision = requested or ("amp" if device.type == "cuda" else "fp32")
+    if precision not in PRECISIONS:
+        raise ValueError(f"--precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision in ("amp", "fp16") and device.type != "cuda":
+        raise ValueError(f"--precision {precision} needs a GPU; on CPU use bf16 or fp32")
+    return precision
+
+
+def autocast_for(precision: str, device: torch.device):
+    """A factory of the autocast context of `precision` (a no-op for fp32 and pure fp16)."""
+    if precision == "amp":
+        return lambda: torch.autocast(device.type, dtype=torch.float16)
+    if precision == "bf16":
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def seed_everything(seed: int):
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_clip(config) -> clip.CLIP:
+    network = config.network
+    model, _ = clip.load(network.arch, device="cpu", pretrain=network.init, download_root=network.clip_cache,
+                         num_frames=config.data.num_segments * config.data.seg_length,
+                         drop_path=network.drop_out, emb_dropout=network.emb_dropout,
+                         joint_st=network.joint_st, grad_checkpointing=network.grad_checkpointing,
+                         image_resolution=config.data.input_size)
+    if model.visual.input_resolution != config.data.input_size:
+        raise ValueError(f"data.input_size is {config.data.input_size}, but the CLIP weights of {network.arch} "
+                         f"take {model.visual.input_resolution}-pixel images")
+    return model
+
+
+def freeze_towers(clip_model: torch.nn.Module, fix_text: bool, fix_video: bool):
+    """`fix_text` freezes the text tower (the logit scale stays trainable), `fix_video` the image tower."""
+    for name, parameter in clip_model.named_parameters():
+        visual = name.startswith("visual.")
+        if (fix_video and visual) or (fix_text and not visual and name != "logit_scale"):
+            parameter.requires_grad_(False)
+
+
+@dataclass
+class ClassTexts:
+    """Prompt tokens of every class, and their features when the text tower is frozen (computed once)."""
+
+    prompts: torch.Tensor
+    eot: Optional[torch.Tensor] = None
+    tokens: Optional[torch.Tensor] = None
+
+    @property
+    def frozen(self) -> bool:
+        return self.eot is not None
+
+    @classmethod
+    def build(cls, encoder: VideoEncoder, prompts: torch.Tensor, frozen: bool, device, autocast) -> "ClassTexts":
+        prompts = prompts.to(device)
+        if not frozen:
+            return cls(prompts)
+        was_training = encoder.training
+        encoder.eval()
+        with autocast():
+            eot, tokens = class_features(encoder, prompts)
+        encoder.train(was_training)
+        return cls(prompts, eot, tokens)
+
+
+def training_step_loss(encoder, header, frames, labels, texts: ClassTexts, loss_type: str) -> torch.Tensor:
+    """The symmetric loss over the batch gathered from every process (gradients flow to every rank)."""
+    if texts.frozen:
+        video, _, _, logit_scale = encoder(frames)
+        all_labels = all_gather_no_grad(labels)
+        eot, tokens = texts.eot[all_labels], texts.tokens[all_labels]
+    else:
+        video, eot, tokens, logit_scale = encoder(frames, texts.prompts[labels])
+        all_labels = all_gather_no_grad(labels)
+        eot, tokens = all_gather_with_grad(eot), all_gather_with_grad(tokens)
+    video = all_gather_with_grad(video)
+    logits = logit_scale * header(video, tokens, eot)
+    return symmetric_loss(logits.float(), all_labels, loss_type)
+
+
+def train_one_epoch(encoder, header, loader, optimizer, scheduler, scaler, texts: ClassTexts, config,
+                    epoch: int, device, autocast, show_progress: bool = True) -> float:
+    """One pass over `loader`; returns the mean loss. Steps the schedule after every optimizer step."""
+    encoder.train()
+    header.train()
+    accumulation = config.solver.grad_accumulation_steps
+    progress = Progress(loader, len(loader), f"epoch {epoch}", config.logging.print_freq, show_progress)
+    total_loss, data_time, step_time = 0.0, 0.0, 0.0
+    end = time.monotonic()
+    for step, (frames, labels) in enumerate(progress):
+        frames, labels = normalize_on_device(frames, device), labels.to(device, non_blocking=True)
+        waited = time.monotonic() - end
+        with autocast():
+            loss = training_step_loss(encoder, header, frames, labels, texts, config.solver.loss_type)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, step {step}: stopping before "
+                                     "the weights are corrupted (lower solver.lr or use fp32)")
+        (scaler.scale(loss / accumulation) if scaler else loss / accumulation).backward()
+        if (step + 1) % accumulation == 0 or step + 1 == len(loader):
+            if scaler:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+        elapsed = time.monotonic() - end
+        total_loss += loss.item()
+        data_time += waited
+        step_time += elapsed
+        progress.update(loss=loss.item(), lr=optimizer.param_groups[0]["lr"], data=waited, time=elapsed)
+        end = time.monotonic()
+    if len(loader):
+        logger.info("epoch %d: mean loss %.4f, data wait %.1f%% of step time", epoch, total_loss / len(loader),
+                    100 * data_time / max(step_time, 1e-9))
+    return total_loss / max(len(loader), 1)
+
+
+def training_checkpoint(epoch, clip_model, header, optimizer, scheduler, scaler, best_score, config) -> dict:
+    """The original layout plus what resuming needs (schedule, scaler, best score, config)."""
+    return {
+        "epoch": epoch,
+        MODEL_KEY: clip_model.state_dict(),
+        HEADER_KEY: header.state_dict(),
+        "optimizer_state_dict": optimizer.state_dict(),
+        "scheduler_state_dict": scheduler.state_dict(),
+        "scaler_state_dict": scaler.state_dict() if scaler else None,
+        "best_score": best_score,
+        "config": config.to_dict(),
+    }
+
+
+def save_training_checkpoint(path, **state):
+    save_atomically(training_checkpoint(**state), path)
+
+
+def resume_training(path, clip_model, header, optimizer, scheduler, scaler):
+    """Restores everything `save_training_checkpoint` stored; returns (next epoch, best score)."""
+    checkpoint = load_bike_weights(path, clip_model, header)
+    if checkpoint.get("optimizer_state_dict"):
+        optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
+    if checkpoint.get("scheduler_state_dict"):
+        scheduler.load_state_dict(checkpoint["scheduler_state_dict"])
+    if scaler and checkpoint.get("scaler_state_dict"):
+        scaler.load_state_dict(checkpoint["scaler_state_dict"])
+    return checkpoint["epoch"] + 1, checkpoint.get("best_score") or 0.0

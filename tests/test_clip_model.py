@@ -21,7 +21,7 @@ TINY_SHAPES = {
 TEXTS = ["a photo of a dog", "This is a video about playing guitar", "", "rotating clockwise!"]
 
 
-def perturbed(state_dict, seed=0):
+def perturbed(state_dict, seed=0, scale=0.02):
     """Every weight moved away from its (often zero or one) init, so no block is an identity."""
     generator = torch.Generator().manual_seed(seed)
     out = {}
@@ -31,7 +31,7 @@ def perturbed(state_dict, seed=0):
         elif key.endswith("running_var"):
             out[key] = 0.5 + torch.rand(value.shape, generator=generator)
         else:
-            out[key] = value + 0.02 * torch.randn(value.shape, generator=generator)
+            out[key] = value + scale * torch.randn(value.shape, generator=generator)
     return out
 
 

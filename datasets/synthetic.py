@@ -225,7 +225,9 @@ def write_mp4(path, frames, fps=FPS, crf=18):
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": str(crf), "preset": "fast", "threads": "1"}
         for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            # converted here: leaving the conversion to encode() gave other bytes now and then with threads
+            yuv = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format="yuv420p")
+            container.mux(stream.encode(yuv))
         container.mux(stream.encode())
 
 
@@ -267,8 +269,8 @@ def _settings(num_per_class, seed, val_fraction):
 def generate_demo_dataset(root, num_per_class=48, seed=0, val_fraction=0.25, workers=None, progress=True):
     """(Re)generate the whole dataset under `root`; the completion marker is written last.
 
-    The last `val_fraction` of each class's clips form the val split. `workers` threads render and
-    encode clips (default: one per CPU; 0 or 1: no extra threads). Earlier frames/ and videos/ are deleted.
+    The last `val_fraction` of each class's clips form the val split. `workers` threads (default: one
+    per CPU) render and encode the clips. Earlier frames/ and videos/ are deleted.
     """
     if num_per_class < 2:
         raise ValueError(f"num_per_class must be at least 2 (one train and one val clip), got {num_per_class}")
@@ -287,13 +289,11 @@ def generate_demo_dataset(root, num_per_class=48, seed=0, val_fraction=0.25, wor
             clip = f"{slug}/{slug}_{clip_index:03d}"
             jobs.append(_ClipJob(class_index, clip_index, seed, paths.frames_root / clip,
                                  paths.videos_root / f"{clip}.mp4"))
-    workers = os.cpu_count() if workers is None else workers
-    bar = dict(total=len(jobs), desc="demo dataset", unit="clip", disable=not progress)
-    if workers > 1:  # threads suffice: JPEG and H.264 encoding and numpy's array maths release the GIL
-        with ThreadPoolExecutor(workers) as pool:
-            lengths = list(tqdm(pool.map(_generate_clip, jobs), **bar))
-    else:
-        lengths = [_generate_clip(job) for job in tqdm(jobs, **bar)]
+    workers = max(1, os.cpu_count() if workers is None else workers)
+    # threads suffice: numpy's array maths and the JPEG and H.264 encoders release the GIL
+    with ThreadPoolExecutor(workers) as pool:
+        lengths = list(tqdm(pool.map(_generate_clip, jobs), total=len(jobs), desc="demo dataset", unit="clip",
+                            disable=not progress))
 
     num_val = max(1, round(num_per_class * val_fraction))
     lists = {"train": ([], []), "val": ([], [])}

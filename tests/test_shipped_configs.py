@@ -1,0 +1,41 @@
+"""Every shipped config builds its model; broken configs fail before any heavy work, naming the problem."""
+from pathlib import Path
+
+import pytest
+import torch
+
+import train as train_program
+from clip.architectures import architecture
+from clip.model import CLIP
+from modules import VideoHeader
+from utils.config import ConfigError, load_config
+
+CONFIGS = sorted(str(p) for p in (Path(__file__).resolve().parent.parent / "configs").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: Path(p).relative_to(Path(p).parents[1]).as_posix())
+def test_config_builds_its_model(path):
+    config = load_config(path)
+    network = config.network
+    clip_config = architecture(network.arch)
+    with torch.device("meta"):  # shapes only: no memory, no weights needed
+        model = CLIP(clip_config, num_frames=config.data.num_segments * config.data.seg_length,
+                     drop_path=network.drop_out, emb_dropout=network.emb_dropout, joint_st=network.joint_st)
+        header = VideoHeader.for_clip(network.sim_header, network.interaction, model)
+    if not path.endswith(("demo.yaml", "demo_no_temporal.yaml")):  # random-init models take any input size
+        assert clip_config.image_resolution == config.data.input_size
+    assert config.data.num_segments <= header.frame_position_embeddings.num_embeddings if network.sim_header == "Transf" else True
+
+
+def test_missing_list_file_fails_naming_the_key_before_building_anything(tiny_config, monkeypatch):
+    config = tiny_config.write(data={"val_list": "/nonexistent/val.txt"})
+    monkeypatch.setattr(train_program, "build_clip", lambda *_: pytest.fail("built a model before checking files"))
+    with pytest.raises(ConfigError, match=r"data\.val_list.*/nonexistent/val\.txt"):
+        train_program.main(["--config", config, "--cpu"])
+
+
+def test_unknown_key_and_wrong_type_fail_naming_the_key(tiny_config):
+    with pytest.raises(ConfigError, match=r"solver\.learning_rate"):
+        train_program.main(["--config", tiny_config.write(), "--cpu", "solver.learning_rate=0.1"])
+    with pytest.raises(ConfigError, match=r"data\.num_segments"):
+        train_program.main(["--config", tiny_config.write(data={"num_segments": "eight"}), "--cpu"])

@@ -14,8 +14,7 @@ test: resize the short side, then 1 (center), 3 (left/right/center), 5 (corners 
 import torch
 from torchvision.transforms import v2
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+from clip.clip import CLIP_MEAN, CLIP_STD
 TEST_CROPS = (1, 3, 5, 10)
 
 

@@ -1,0 +1,95 @@
+"""Zero-shot evaluation: `python test_zeroshot.py --config CFG --weights CKPT [options] [key=value ...]`.
+
+Prints `Full-classes: Top1 X% Top5 Y%` and the half-class protocol (10 random halves of the classes,
+seeds 0..9) as `Half-classes: Top1 mean A% std B%, Top5 mean C% std D%`. Several label/list splits are
+evaluated in one run by repeating --config (e.g. Kinetics-600's three 160-class splits:
+--config configs/k600/k600_zero_shot_split1.yaml --config ...split2.yaml --config ...split3.yaml); each
+split is reported, then the full-class mean and std over the splits. Overrides apply to every config.
+Runs under torchrun too.
+"""
+import argparse
+import logging
+from pathlib import Path
+
+from utils.checkpoint import save_atomically
+from utils.config import check_files, load_config
+from utils.distributed import init_distributed, run_program
+from utils.inference import class_texts, load_video_model, test_loader
+from utils.logger import setup_logging
+from utils.training import PRECISIONS, autocast_for, resolve_precision
+from utils.zeroshot import (SCORINGS, averaged_softmax, predict_logits, splits_summary, units_per_video,
+                            zero_shot_result)
+
+logger = logging.getLogger("bike")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", "-cfg", required=True, action="append",
+                        help="config of one label/list split; repeat it for several splits")
+    parser.add_argument("--weights", required=True, help="BIKE checkpoint (model_best.pt / last_model.pt)")
+    parser.add_argument("--test_crops", type=int, default=None, choices=(1, 3, 5, 10),
+                        help="spatial crops per clip (default: data.test_crops)")
+    parser.add_argument("--test_clips", type=int, default=None, help="temporal clips per video (default: data.test_clips)")
+    parser.add_argument("--dense", action="store_true", help="dense (I3D-style) sampling instead of segments")
+    parser.add_argument("--scoring", choices=SCORINGS, default="video",
+                        help="video: the model's video-level scores, as test.py (default); frames: the original "
+                             "test_zeroshot.py's per-frame CLIP scores without the video header")
+    parser.add_argument("--save_scores", default=None,
+                        help="write {'scores', 'labels', 'logits'} here (torch.save); with several splits "
+                             "FILE.splitN.pt for split N")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None)
+    parser.add_argument("--cpu", action="store_true")
+    parser.add_argument("--no_progress", action="store_true")
+    parser.add_argument("overrides", nargs="*", help="config overrides such as data.batch_size=8")
+    return parser.parse_args(argv)
+
+
+def scores_path(path: str, split: int, num_splits: int) -> str:
+    if num_splits == 1:
+        return path
+    path = Path(path)
+    return str(path.with_name(f"{path.stem}.split{split}{path.suffix or '.pt'}"))
+
+
+def evaluate_split(config_path, args, ctx, autocast):
+    """(logits [N, K, C], labels) of one config's list, scored against its class names."""
+    config = load_config(config_path, args.overrides)
+    check_files(config, ("data.val_list", "data.label_list"))
+    crops = args.test_crops or config.data.test_crops
+    clips = args.test_clips or config.data.test_clips
+    loader = test_loader(config, ctx, crops, clips, args.dense or config.data.dense)
+    logger.info("%s: %d videos x %d clips x %d crops, %d classes, %d processes", config_path, len(loader.dataset),
+                clips, crops, loader.dataset.num_classes, ctx.world_size)
+    encoder, header = load_video_model(config, args.weights, ctx.device)
+    eot, tokens = class_texts(encoder, loader.dataset.class_names, ctx.device, autocast)
+    return predict_logits(encoder, header, loader, eot, tokens, ctx.device, autocast, views=crops * clips,
+                          units=units_per_video(config, crops * clips, args.scoring), scoring=args.scoring,
+                          progress=ctx.is_main and not args.no_progress)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    ctx = init_distributed(force_cpu=args.cpu)
+    setup_logging(None, ctx.is_main)
+    autocast = autocast_for(resolve_precision(args.precision, ctx.device), ctx.device)
+    results = []
+    for split, config_path in enumerate(args.config, start=1):
+        logits, labels = evaluate_split(config_path, args, ctx, autocast)
+        results.append(zero_shot_result(logits, labels))
+        if not ctx.is_main:
+            continue
+        if len(args.config) > 1:
+            print(f"Split {split}/{len(args.config)}: {config_path}", flush=True)
+        print(results[-1].summary(), flush=True)
+        if args.save_scores:
+            path = scores_path(args.save_scores, split, len(args.config))
+            save_atomically({"scores": averaged_softmax(logits), "labels": labels, "logits": logits}, path)
+            logger.info("scores saved to %s", path)
+    if len(results) > 1 and ctx.is_main:
+        print(splits_summary(results), flush=True)
+    return results
+
+
+if __name__ == "__main__":
+    run_program(main)

@@ -10,9 +10,9 @@ from utils.checkpoint import save_atomically
 from utils.config import check_files, load_config
 from utils.distributed import init_distributed, run_program
 from utils.evaluation import predict, score_metrics
-from utils.inference import class_texts, load_video_model, test_loader
+from utils.inference import add_evaluation_arguments, class_texts, load_video_model, test_loader
 from utils.logger import setup_logging
-from utils.training import PRECISIONS, autocast_for, resolve_precision
+from utils.training import autocast_for, resolve_precision
 
 logger = logging.getLogger("bike")
 
@@ -20,17 +20,7 @@ logger = logging.getLogger("bike")
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", "-cfg", required=True)
-    parser.add_argument("--weights", required=True, help="BIKE checkpoint (model_best.pt / last_model.pt)")
-    parser.add_argument("--test_crops", type=int, default=None, choices=(1, 3, 5, 10),
-                        help="spatial crops per clip (default: data.test_crops)")
-    parser.add_argument("--test_clips", type=int, default=None, help="temporal clips per video (default: data.test_clips)")
-    parser.add_argument("--dense", action="store_true", help="dense (I3D-style) sampling instead of segments")
-    parser.add_argument("--save_scores", default=None, help="write {'scores', 'labels'} here (torch.save)")
-    parser.add_argument("--precision", choices=PRECISIONS, default=None)
-    parser.add_argument("--cpu", action="store_true")
-    parser.add_argument("--no_progress", action="store_true")
-    parser.add_argument("overrides", nargs="*", help="config overrides such as data.batch_size=8")
-    return parser.parse_args(argv)
+    return add_evaluation_arguments(parser).parse_args(argv)
 
 
 def main(argv=None):

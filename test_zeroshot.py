@@ -14,9 +14,9 @@ from pathlib import Path
 from utils.checkpoint import save_atomically
 from utils.config import check_files, load_config
 from utils.distributed import init_distributed, run_program
-from utils.inference import class_texts, load_video_model, test_loader
+from utils.inference import add_evaluation_arguments, class_texts, load_video_model, test_loader
 from utils.logger import setup_logging
-from utils.training import PRECISIONS, autocast_for, resolve_precision
+from utils.training import autocast_for, resolve_precision
 from utils.zeroshot import (SCORINGS, averaged_softmax, predict_logits, splits_summary, units_per_video,
                             zero_shot_result)
 
@@ -27,21 +27,11 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", "-cfg", required=True, action="append",
                         help="config of one label/list split; repeat it for several splits")
-    parser.add_argument("--weights", required=True, help="BIKE checkpoint (model_best.pt / last_model.pt)")
-    parser.add_argument("--test_crops", type=int, default=None, choices=(1, 3, 5, 10),
-                        help="spatial crops per clip (default: data.test_crops)")
-    parser.add_argument("--test_clips", type=int, default=None, help="temporal clips per video (default: data.test_clips)")
-    parser.add_argument("--dense", action="store_true", help="dense (I3D-style) sampling instead of segments")
     parser.add_argument("--scoring", choices=SCORINGS, default="video",
                         help="video: the model's video-level scores, as test.py (default); frames: the original "
                              "test_zeroshot.py's per-frame CLIP scores without the video header")
-    parser.add_argument("--save_scores", default=None,
-                        help="write {'scores', 'labels', 'logits'} here (torch.save); with several splits "
-                             "FILE.splitN.pt for split N")
-    parser.add_argument("--precision", choices=PRECISIONS, default=None)
-    parser.add_argument("--cpu", action="store_true")
-    parser.add_argument("--no_progress", action="store_true")
-    parser.add_argument("overrides", nargs="*", help="config overrides such as data.batch_size=8")
+    add_evaluation_arguments(parser, save_scores_help="write {'scores', 'labels', 'logits'} here (torch.save); "
+                                                      "with several splits FILE.splitN.pt for split N")
     return parser.parse_args(argv)
 
 

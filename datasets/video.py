@@ -85,6 +85,11 @@ class VideoDataset(Dataset):
         return len(self.class_names)
 
     @property
+    def multi_label(self):
+        """Whether targets are multi-hot [num_classes] vectors rather than class ids."""
+        return bool(self.records) and isinstance(self.records[0].label, tuple)
+
+    @property
     def num_skipped(self):
         """Samples replaced because they could not be read, summed over all DataLoader workers."""
         return self._skipped.value

@@ -86,8 +86,11 @@ def predict(encoder, header, loader, class_eot, class_tokens, device, autocast, 
     total = len(loader.dataset)
     if scores:
         local_scores, local_labels = torch.cat(scores), torch.cat(labels)
-    else:  # more processes than videos
-        local_scores, local_labels = torch.zeros(0, class_eot.shape[0]), torch.zeros(0, dtype=torch.long)
+    else:  # more processes than videos: empty results of the shapes the others gather
+        num_classes = class_eot.shape[0]
+        local_scores = torch.zeros(0, num_classes)
+        multi_label = getattr(loader.dataset, "multi_label", False)
+        local_labels = torch.zeros(0, num_classes) if multi_label else torch.zeros(0, dtype=torch.long)
     to_device = device if world_size() > 1 and device.type == "cuda" else "cpu"
     return (gather_in_list_order(local_scores.to(to_device), total).cpu(),
             gather_in_list_order(local_labels.to(to_device), total).cpu())

@@ -10,9 +10,25 @@ from utils.checkpoint import HEADER_KEY, MODEL_KEY, read_checkpoint
 from clip.model import load_weights
 from clip.weights import strip_module_prefix
 from utils.evaluation import evaluation_loader
-from utils.training import build_clip
+from utils.training import PRECISIONS, build_clip
 
 logger = logging.getLogger(__name__)
+
+
+def add_evaluation_arguments(parser, save_scores_help="write {'scores', 'labels'} here (torch.save)"):
+    """The options test.py and test_zeroshot.py share (all but --config)."""
+    parser.add_argument("--weights", required=True, help="BIKE checkpoint (model_best.pt / last_model.pt)")
+    parser.add_argument("--test_crops", type=int, default=None, choices=(1, 3, 5, 10),
+                        help="spatial crops per clip (default: data.test_crops)")
+    parser.add_argument("--test_clips", type=int, default=None,
+                        help="temporal clips per video (default: data.test_clips)")
+    parser.add_argument("--dense", action="store_true", help="dense (I3D-style) sampling instead of segments")
+    parser.add_argument("--save_scores", default=None, help=save_scores_help)
+    parser.add_argument("--precision", choices=PRECISIONS, default=None)
+    parser.add_argument("--cpu", action="store_true", help="run on the CPU even where a GPU exists")
+    parser.add_argument("--no_progress", action="store_true", help="log lines instead of progress bars")
+    parser.add_argument("overrides", nargs="*", help="config overrides such as data.batch_size=8")
+    return parser
 
 
 def load_video_model(config, weights=None, device="cpu"):

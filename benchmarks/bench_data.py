@@ -1,0 +1,328 @@
+"""Clips per second of one data worker: the project's frame and video paths next to a naive PIL pipeline.
+
+Every pipeline loads the same benchmark clips (8 frames, 320-pixel short side, 224 crops) in this one
+process with one thread (`torch.set_num_threads(1)`, decord with one thread), as a DataLoader worker
+does. The naive pipeline is the original BIKE implementation's frame path written out here: per frame
+`PIL.Image.open(...).convert('RGB')`, group transforms on PIL images, then a float tensor normalised on
+the CPU. The pipelines take turns for `--rounds` rounds of `--seconds` each (the machine may be busy);
+the table gives the median round, in clips per wall second and per CPU second of this process.
+
+    python -m benchmarks.bench_data            # generates .cache/bench_data on first use (~1 minute)
+"""
+import argparse
+import dataclasses
+import datetime
+import json
+import math
+import os
+import platform
+import random
+import statistics
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import av
+import numpy as np
+import PIL
+import torch
+import torchvision
+import torchvision.transforms.functional as TF
+from PIL import Image
+
+from datasets import CLIP_MEAN, CLIP_STD, VideoDataset, normalize_on_device, test_transform, train_transform_for
+from datasets.decoding import decord
+from datasets.sampling import segment_train_indices, segment_val_indices
+from datasets.synthetic import (CLASS_NAMES, IMAGE_TMPL, MOTION_PAIRS, render_clip, sample_clip_params,
+                                write_jpeg_folder, write_labels_csv, write_list, write_mp4)
+
+DEFAULT_ROOT = Path(".cache/bench_data")
+HEIGHT, WIDTH = 320, 426  # a Kinetics-style 320-pixel short side (4:3)
+MIN_FRAMES, MAX_FRAMES = 64, 150
+NUM_SEGMENTS, INPUT_SIZE = 8, 224
+MARKER = "COMPLETE.json"
+NAIVE_TRAIN, FRAMES_TRAIN = "naive PIL frames, train", "frames, train"
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchClip:
+    name: str
+    num_frames: int
+    label: int
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchData:
+    """Where the benchmark clips are; list entries are relative to `frames_root` / `videos_root`."""
+
+    clips: tuple
+    frames_root: Path
+    videos_root: Path
+    frames_list: Path
+    videos_list: Path
+    labels: Path
+
+    @classmethod
+    def at(cls, root, clips):
+        root = Path(root)
+        return cls(tuple(clips), root / "frames", root / "videos", root / "frames.txt", root / "videos.txt",
+                   root / "labels.csv")
+
+    def video_path(self, clip):
+        return self.videos_root / f"{clip.name}.mp4"
+
+
+def _write_clip(data, clip, params):
+    frames = render_clip(clip.label, params, HEIGHT, WIDTH)
+    write_jpeg_folder(data.frames_root / clip.name, frames)
+    write_mp4(data.video_path(clip), frames)
+
+
+def ensure_bench_data(root, num_clips, seed=0):
+    """Synthetic clips of HEIGHT x WIDTH as JPEG folders and H.264 MP4s with lists; reused when present."""
+    settings = {"num_clips": num_clips, "seed": seed, "height": HEIGHT, "width": WIDTH,
+                "frames": [MIN_FRAMES, MAX_FRAMES]}
+    marker = Path(root) / MARKER
+    saved = json.loads(marker.read_text()) if marker.is_file() else {}
+    if saved.get("settings") == settings:
+        return BenchData.at(root, (BenchClip(**clip) for clip in saved["clips"]))
+    rng = np.random.default_rng(seed)
+    clips, params = [], []
+    for index in range(num_clips):
+        label = index % len(CLASS_NAMES)
+        drawn = sample_clip_params(rng, MOTION_PAIRS[label // 2][0], HEIGHT, WIDTH)
+        params.append(dataclasses.replace(drawn, num_frames=int(rng.integers(MIN_FRAMES, MAX_FRAMES + 1))))
+        clips.append(BenchClip(f"clip_{index:03d}", params[-1].num_frames, label))
+    print(f"generating {num_clips} benchmark clips in {root} ...", flush=True)
+    data = BenchData.at(root, clips)
+    with ThreadPoolExecutor(os.cpu_count()) as pool:
+        list(pool.map(_write_clip, [data] * num_clips, clips, params))
+    write_list(data.frames_list, [f"{c.name} {c.num_frames} {c.label}" for c in clips])
+    write_list(data.videos_list, [f"{data.video_path(c).name} {c.label}" for c in clips])
+    write_labels_csv(data.labels, CLASS_NAMES)
+    marker.write_text(json.dumps({"settings": settings, "clips": [dataclasses.asdict(c) for c in clips]}))
+    return data
+
+
+class NaivePILClips:
+    """The original implementation's frame path, one PIL image per frame.
+
+    Counts the folder's files (os.listdir), samples as the original, opens and converts each frame with
+    PIL, resizes the short side to 256 (bicubic), then for training a random sized crop (area 0.08-1,
+    ratio 3/4-4/3, bilinear resize to 224), a flip (p=0.5) and grayscale (p=0.2), for testing a center
+    crop; stacks the frames into a float tensor [T*3, 224, 224] in [0, 1] and normalises it.
+    """
+
+    def __init__(self, frames_root, clips, train):
+        self.frames_root, self.clips, self.train = frames_root, clips, train
+        self.mean = torch.tensor(CLIP_MEAN * NUM_SEGMENTS).view(-1, 1, 1)
+        self.std = torch.tensor(CLIP_STD * NUM_SEGMENTS).view(-1, 1, 1)
+
+    def __len__(self):
+        return len(self.clips)
+
+    def __getitem__(self, index):
+        clip = self.clips[index]
+        folder = self.frames_root / clip.name
+        num_frames = len(os.listdir(folder))
+        if self.train:
+            indices = segment_train_indices(num_frames, NUM_SEGMENTS, np.random.default_rng(random.getrandbits(32)))
+        else:
+            indices = segment_val_indices(num_frames, NUM_SEGMENTS)
+        images = [Image.open(folder / IMAGE_TMPL.format(i + 1)).convert("RGB") for i in indices]
+        images = [TF.resize(image, 256, TF.InterpolationMode.BICUBIC) for image in images]
+        images = self._augment(images) if self.train else [TF.center_crop(image, INPUT_SIZE) for image in images]
+        stacked = np.concatenate([np.asarray(image) for image in images], axis=2)
+        tensor = torch.from_numpy(stacked).permute(2, 0, 1).contiguous().float().div(255)
+        return tensor.sub_(self.mean).div_(self.std), clip.label
+
+    @staticmethod
+    def _crop_box(width, height):
+        for _ in range(10):
+            area = random.uniform(0.08, 1.0) * width * height
+            ratio = random.uniform(3 / 4, 4 / 3)
+            w, h = int(round(math.sqrt(area * ratio))), int(round(math.sqrt(area / ratio)))
+            if random.random() < 0.5:
+                w, h = h, w
+            if w <= width and h <= height:
+                left, top = random.randint(0, width - w), random.randint(0, height - h)
+                return left, top, left + w, top + h
+        return None
+
+    def _augment(self, images):
+        box = self._crop_box(*images[0].size)
+        if box is None:  # the original's fallback: scale and random crop
+            images = [TF.resize(image, INPUT_SIZE, TF.InterpolationMode.BILINEAR) for image in images]
+            width, height = images[0].size
+            left, top = random.randint(0, width - INPUT_SIZE), random.randint(0, height - INPUT_SIZE)
+            box = (left, top, left + INPUT_SIZE, top + INPUT_SIZE)
+            images = [image.crop(box) for image in images]
+        else:
+            images = [image.crop(box).resize((INPUT_SIZE, INPUT_SIZE), Image.BILINEAR) for image in images]
+        if random.random() < 0.5:
+            images = [image.transpose(Image.FLIP_LEFT_RIGHT) for image in images]
+        if random.random() < 0.2:
+            images = [TF.rgb_to_grayscale(image, num_output_channels=3) for image in images]
+        return images
+
+
+def decode_all_decord(path):
+    """Every frame of a video as RGB with decord (one thread), as a path that ignores sampling would."""
+    reader = decord.VideoReader(str(path), num_threads=1)
+    return reader.get_batch(list(range(len(reader)))).asnumpy()
+
+
+def decode_all_pyav(path):
+    """Every frame of a video as RGB with PyAV's default decoder settings (as the project's reader)."""
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+@dataclasses.dataclass
+class Pipeline:
+    """One line of the table: `load(index)` produces one clip; ratios are taken against `baseline`."""
+
+    name: str
+    load: object
+    size: int
+    baseline: str = ""
+    wall_rates: list = dataclasses.field(default_factory=list)
+    cpu_rates: list = dataclasses.field(default_factory=list)
+    cursor: int = 0
+
+    def run(self, seconds):
+        """Loads clips in list order for at least `seconds`; records clips per wall and per CPU second."""
+        count, wall0, cpu0 = 0, time.perf_counter(), time.process_time()
+        while time.perf_counter() - wall0 < seconds or count == 0:
+            self.load(self.cursor % self.size)
+            self.cursor += 1
+            count += 1
+        self.wall_rates.append(count / (time.perf_counter() - wall0))
+        self.cpu_rates.append(count / (time.process_time() - cpu0))
+
+
+def build_pipelines(data, include_test=True):
+    """The table's lines, each loading the benchmark clips through one pipeline."""
+    count = len(data.clips)
+    train = dict(num_segments=NUM_SEGMENTS, mode="train", transform=train_transform_for("kinetics400", INPUT_SIZE))
+    frames = VideoDataset(data.frames_list, data.labels, data.frames_root, modality="RGB", **train)
+    pipelines = [
+        Pipeline(NAIVE_TRAIN, NaivePILClips(data.frames_root, data.clips, train=True).__getitem__, count),
+        Pipeline(FRAMES_TRAIN, frames.__getitem__, count, NAIVE_TRAIN),
+        Pipeline("frames, train + CPU normalize", lambda i: normalize_on_device(frames[i][0]), count, NAIVE_TRAIN),
+    ]
+    backends = {"decord": decode_all_decord, "pyav": decode_all_pyav}
+    if decord is None:
+        del backends["decord"]
+    for backend in backends:
+        videos = VideoDataset(data.videos_list, data.labels, data.videos_root, modality="video",
+                              video_backend=backend, **train)
+        pipelines.append(Pipeline(f"video ({backend}), train", videos.__getitem__, count, NAIVE_TRAIN))
+    paths = [data.video_path(clip) for clip in data.clips]
+    for backend, decode_all in backends.items():
+        pipelines.append(Pipeline(f"decode all frames ({backend}), no transform",
+                                  lambda i, decode_all=decode_all: decode_all(paths[i]), count, NAIVE_TRAIN))
+    if include_test:
+        naive_test = "naive PIL frames, test (center crop)"
+        test_frames = VideoDataset(data.frames_list, data.labels, data.frames_root, modality="RGB",
+                                   num_segments=NUM_SEGMENTS, mode="test", test_clips=1,
+                                   transform=test_transform(INPUT_SIZE, 1))
+        pipelines += [
+            Pipeline(naive_test, NaivePILClips(data.frames_root, data.clips, train=False).__getitem__, count),
+            Pipeline("frames, test (1 crop)", test_frames.__getitem__, count, naive_test),
+        ]
+    return pipelines
+
+
+def keyframe_counts(data):
+    """Keyframes per benchmark video (from the packets, without decoding)."""
+    counts = []
+    for clip in data.clips:
+        with av.open(str(data.video_path(clip))) as container:
+            counts.append(sum(packet.is_keyframe for packet in container.demux(video=0) if packet.size))
+    return counts
+
+
+def decoded_fraction(data, seed=0):
+    """Mean share of a video's frames up to the last frame training sampling picks.
+
+    With one keyframe per video, a reader must decode from the first frame to the last sampled one;
+    what it saves is converting and copying the frames it does not return, and the frames after.
+    """
+    rng = np.random.default_rng(seed)
+    shares = [(segment_train_indices(c.num_frames, NUM_SEGMENTS, rng).max() + 1) / c.num_frames
+              for c in data.clips]
+    return float(np.mean(shares))
+
+
+def cpu_model():
+    try:
+        output = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return platform.processor() or "unknown"
+    fields = dict(line.split(":", 1) for line in output.splitlines() if ":" in line)
+    return f"{fields.get('Model name', '?').strip()}, {fields.get('CPU(s)', '?').strip()} CPUs"
+
+
+def versions():
+    names = {"torch": torch.__version__, "torchvision": torchvision.__version__, "PyAV": av.__version__,
+             "decord": decord.__version__ if decord is not None else "not installed", "Pillow": PIL.__version__}
+    return ", ".join(f"{name} {version}" for name, version in names.items())
+
+
+def _median_rates(pipeline):
+    return statistics.median(pipeline.wall_rates), statistics.median(pipeline.cpu_rates)
+
+
+def print_table(pipelines):
+    """Median clips per wall second and per CPU second, each also relative to the line's naive baseline."""
+    by_name = {p.name: p for p in pipelines}
+    print(f"\n{'pipeline':<44} {'clips/s':>8} {'vs naive':>9} {'clips/CPU-s':>12} {'vs naive':>9}   "
+          f"rounds (clips/s)")
+    for p in pipelines:
+        wall, cpu = _median_rates(p)
+        base_wall, base_cpu = _median_rates(by_name[p.baseline or p.name])
+        rounds = " ".join(f"{rate:.1f}" for rate in p.wall_rates)
+        print(f"{p.name:<44} {wall:>8.1f} {wall / base_wall:>8.2f}x {cpu:>12.1f} {cpu / base_cpu:>8.2f}x   {rounds}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="benchmark clips (generated if missing)")
+    parser.add_argument("--clips", type=int, default=24, help="number of benchmark clips")
+    parser.add_argument("--seconds", type=float, default=2.5, help="duration of one round of one pipeline")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; the table gives the median")
+    parser.add_argument("--no-test", action="store_true", help="skip the test-transform lines")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(1)
+    random.seed(0)
+    torch.manual_seed(0)
+    data = ensure_bench_data(args.root, args.clips)
+    pipelines = build_pipelines(data, include_test=not args.no_test)
+    for p in pipelines:  # warm-up: imports, decoder set-up, caches
+        for index in range(2):
+            p.load(index)
+    print(f"date: {datetime.date.today()}  CPU: {cpu_model()}\n{versions()}")
+    frames = [c.num_frames for c in data.clips]
+    keyframes = keyframe_counts(data)
+    print(f"data: {len(data.clips)} clips of {HEIGHT}x{WIDTH}, {min(frames)}-{max(frames)} frames "
+          f"(mean {np.mean(frames):.0f}), JPEG folders and H.264 MP4s with {min(keyframes)}-{max(keyframes)} "
+          f"keyframes each; {NUM_SEGMENTS} frames per clip, {INPUT_SIZE} crops, 1 thread")
+    for round_index in range(args.rounds):
+        for p in pipelines:
+            p.run(args.seconds)
+        print(f"round {round_index + 1}/{args.rounds} done", flush=True)
+    print_table(pipelines)
+    by_name = {p.name: p for p in pipelines}
+    frames, naive = _median_rates(by_name[FRAMES_TRAIN]), _median_rates(by_name[NAIVE_TRAIN])
+    print(f"\nframe path vs naive PIL (train): {frames[0] / naive[0]:.2f}x per wall second, "
+          f"{frames[1] / naive[1]:.2f}x per CPU second (acceptance: at least 2x)")
+    print(f"video path: with {max(keyframes)} keyframe(s) per video the readers decode from a keyframe to the "
+          f"last sampled frame ({100 * decoded_fraction(data):.0f}% of a video on average in training) but "
+          f"convert and return only the {NUM_SEGMENTS} sampled frames; compare with the decode-all-frames lines")
+
+
+if __name__ == "__main__":
+    main()

@@ -23,9 +23,11 @@ class LayerNorm(nn.LayerNorm):
     """LayerNorm computed in fp32 whatever the input dtype, as OpenAI's CLIP does for fp16 weights."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.float32 or torch.is_autocast_enabled(x.device.type):
+        if x.dtype == torch.float32 and self.weight.dtype == torch.float32:
             return super().forward(x)
-        return super().forward(x.float()).to(x.dtype)
+        weight = self.weight.float() if self.weight is not None else None
+        bias = self.bias.float() if self.bias is not None else None
+        return F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps).to(x.dtype)
 
 
 class QuickGELU(nn.Module):

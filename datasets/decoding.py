@@ -63,7 +63,18 @@ def read_frame_folder(video_dir, image_tmpl, frame_numbers):
         if frames[-1].shape != frames[0].shape:
             raise SampleReadError(f"frame {path} is {tuple(frames[-1].shape[1:])} (H, W), "
                                   f"other frames of {video_dir} are {tuple(frames[0].shape[1:])}")
-    return torch.stack(frames)[inverse]
+    return _stack_channels_last([frame.permute(1, 2, 0) for frame in frames], inverse)
+
+
+def _stack_channels_last(frames_hwc, inverse):
+    """[N, 3, H, W] of the frames `inverse` picks, stored channels-last.
+
+    Decoders produce interleaved RGB; keeping that layout avoids a transposing copy, and torchvision's
+    uint8 resize runs about twice as fast on it.
+    """
+    if torch.equal(inverse, torch.arange(len(frames_hwc))):  # sorted indices without repeats
+        return torch.stack(frames_hwc).permute(0, 3, 1, 2)
+    return torch.stack([frames_hwc[i] for i in inverse.tolist()]).permute(0, 3, 1, 2)
 
 
 class DecordVideo:
@@ -86,7 +97,7 @@ class DecordVideo:
         except (RuntimeError, IndexError, decord.DECORDError) as err:
             raise SampleReadError(f"cannot decode frames {unique.tolist()} of video {self.path} "
                                   f"(truncated or corrupt?): {err}") from err
-        return torch.from_numpy(frames).permute(0, 3, 1, 2)[inverse]
+        return _stack_channels_last(list(torch.from_numpy(frames)), inverse)
 
 
 class PyAVVideo:
@@ -140,7 +151,7 @@ class PyAVVideo:
         if missing:
             raise SampleReadError(f"video {self.path}: frames {missing} of {len(self)} could not be decoded "
                                   f"(truncated or corrupt?)")
-        return torch.stack([found[i] for i in unique.tolist()]).permute(0, 3, 1, 2)[inverse]
+        return _stack_channels_last([found[i] for i in unique.tolist()], inverse)
 
 
 def default_video_backend():

@@ -1,0 +1,153 @@
+"""Model throughput against the hardware: frames/s of a training step and of inference, and the share of
+the matmul peak measured in the same process.
+
+    python benchmarks/bench_model.py                                  # CPU: ViT-B/32, 8 frames, batch 2
+    python benchmarks/bench_model.py --arch ViT-B/16 --batch 32       # GPU (bf16 by default there)
+
+The model is BIKE's (CLIP with random weights of the named architecture, Transf + VCS header, text tower
+frozen with its class features computed once). FLOPs are counted by torch's FlopCounterMode on the real
+step, so efficiency = counted FLOPs / seconds / peak.
+"""
+import argparse
+import contextlib
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import clip  # noqa: E402
+from modules import VideoHeader, text_prompt  # noqa: E402
+from modules.video_clip import VideoEncoder, view_scores  # noqa: E402
+from utils.training import ClassTexts, freeze_towers, training_step_loss  # noqa: E402
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(function, device, min_seconds, warmup=2):
+    """Seconds per call, after warm-up, over at least `min_seconds`."""
+    for _ in range(warmup):
+        function()
+    synchronize(device)
+    calls, start = 0, time.perf_counter()
+    while True:
+        function()
+        calls += 1
+        synchronize(device)
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds and calls >= 3:
+            return elapsed / calls
+
+
+def matmul_peak(dtype, device, min_seconds):
+    """FLOP/s of a large square matmul: the practical ceiling for transformer work on this machine."""
+    n = 4096 if device.type == "cuda" else 1536
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    return 2 * n ** 3 / timed(lambda: a @ b, device, min_seconds)
+
+
+def counted_flops(function):
+    with FlopCounterMode(display=False) as counter:
+        function()
+    return counter.get_total_flops()
+
+
+def autocast(precision, device):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=DTYPES[precision])
+
+
+def build(arch, frames, size, device, compile_visual, grad_checkpointing):
+    model = clip.create_model(arch, num_frames=frames, grad_checkpointing=grad_checkpointing).to(device)
+    if size != model.visual.input_resolution:
+        raise SystemExit(f"{arch} takes {model.visual.input_resolution}-pixel images, not {size}")
+    header = VideoHeader.for_clip("Transf", "VCS", model).to(device)
+    freeze_towers(model, fix_text=True, fix_video=False)
+    encoder = VideoEncoder(model)
+    if compile_visual:
+        model.visual.compile()
+    return model, header, encoder
+
+
+def measure(args, precision, device, compile_visual, peaks):
+    model, header, encoder = build(args.arch, args.frames, args.size, device, compile_visual, args.grad_checkpointing)
+    with autocast(precision, device):
+        texts = ClassTexts.build(encoder, text_prompt([f"action {i}" for i in range(args.classes)]), True, device,
+                                 contextlib.nullcontext)
+    trainable = [p for p in list(model.parameters()) + list(header.parameters()) if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-5, fused=device.type == "cuda" or None)
+    frames = torch.randn(args.batch, args.frames, 3, args.size, args.size, device=device)
+    labels = torch.arange(args.batch, device=device) % args.classes
+
+    def train_step():
+        with autocast(precision, device):
+            loss = training_step_loss(encoder, header, frames, labels, texts, "NCE")
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    @torch.no_grad()
+    def inference():
+        with autocast(precision, device):
+            view_scores(encoder, header, frames[:, None], texts.eot, texts.tokens)
+
+    encoder.train()
+    header.train()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    train_seconds = timed(train_step, device, args.seconds)
+    memory = (torch.cuda.max_memory_allocated() if device.type == "cuda"
+              else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    train_flops = counted_flops(train_step)
+    encoder.eval()
+    header.eval()
+    infer_seconds = timed(inference, device, args.seconds)
+    infer_flops = counted_flops(inference)
+    peak = peaks[precision]
+    clip_count = args.batch * args.frames
+    label = precision + (" + compile" if compile_visual else "") + (" + grad ckpt" if args.grad_checkpointing else "")
+    print(f"{label:<22} train {clip_count / train_seconds:8.2f} frames/s  {100 * train_flops / train_seconds / peak:5.1f}% of "
+          f"{precision} peak | inference {clip_count / infer_seconds:8.2f} frames/s  "
+          f"{100 * infer_flops / infer_seconds / peak:5.1f}% | peak memory {memory / 2**30:.2f} GiB", flush=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", default="ViT-B/32")
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--classes", type=int, default=400, help="class prompts (text features computed once)")
+    parser.add_argument("--precisions", nargs="+", default=None, choices=list(DTYPES),
+                        help="default: fp32 and bf16 on CPU, bf16 on GPU")
+    parser.add_argument("--compile", action="store_true", help="also measure with torch.compile of the visual tower")
+    parser.add_argument("--grad_checkpointing", action="store_true")
+    parser.add_argument("--seconds", type=float, default=8.0, help="minimum timing window per figure")
+    parser.add_argument("--cpu", action="store_true")
+    args = parser.parse_args(argv)
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
+    precisions = args.precisions or (["bf16"] if device.type == "cuda" else ["fp32", "bf16"])
+    torch.manual_seed(0)
+    name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"{args.arch}, {args.frames} frames, batch {args.batch}, {args.size}px, Transf+VCS, text frozen; {name}; "
+          f"torch {torch.__version__}")
+    peaks = {p: matmul_peak(DTYPES[p], device, args.seconds / 2) for p in precisions}
+    print("matmul peak: " + ", ".join(f"{p} {v / 1e9:.0f} GFLOP/s" for p, v in peaks.items()))
+    for precision in precisions:
+        measure(args, precision, device, False, peaks)
+        if args.compile:
+            measure(args, precision, device, True, peaks)
+
+
+if __name__ == "__main__":
+    main()

@@ -4,6 +4,7 @@ A checkpoint is a dict `{'epoch', 'model_state_dict', 'fusion_model_state_dict',
 ...}` as the original implementation saves it: `model_state_dict` is the CLIP model, `fusion_model_state_dict`
 the video header. Keys may carry DistributedDataParallel's `module.` prefix. Loading never unpickles code.
 """
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -42,20 +43,27 @@ def load_bike_weights(path, clip_model: nn.Module, video_header: Optional[nn.Mod
     return checkpoint
 
 
-def save_atomically(obj, path) -> None:
-    """torch.save to a temporary file in the same folder, then an atomic rename.
+@contextlib.contextmanager
+def atomic_file(path, mode="wb", **open_kwargs):
+    """A temporary file in `path`'s folder, renamed over `path` when the block ends without error.
 
-    A process killed while saving leaves the previous file intact, never a truncated one.
+    A process killed while writing leaves the previous file intact, never a truncated one.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(obj, file)
+        with os.fdopen(handle, mode, **open_kwargs) as file:
+            yield file
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def save_atomically(obj, path) -> None:
+    """torch.save through `atomic_file`."""
+    with atomic_file(path) as file:
+        torch.save(obj, file)

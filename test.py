@@ -6,6 +6,7 @@ import argparse
 import logging
 
 
+from utils.attributes import DEFAULT_FUSION_WEIGHTS, fused_evaluation
 from utils.checkpoint import save_atomically
 from utils.config import check_files, load_config
 from utils.distributed import init_distributed, run_program
@@ -20,6 +21,9 @@ logger = logging.getLogger("bike")
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", "-cfg", required=True)
+    parser.add_argument("--fusion_weights", type=float, nargs=2, default=DEFAULT_FUSION_WEIGHTS,
+                        metavar=("VIDEO", "ATTRIBUTES"), help="weights of the fused scores of a train_co.py checkpoint "
+                        "(with data.attributes_val_path); default 0.7 0.3")
     return add_evaluation_arguments(parser).parse_args(argv)
 
 
@@ -39,10 +43,16 @@ def main(argv=None):
     eot, tokens = class_texts(encoder, loader.dataset.class_names, ctx.device, autocast)
     scores, labels = predict(encoder, header, loader, eot, tokens, ctx.device, autocast, ctx.is_main and not args.no_progress)
     result = score_metrics(scores, labels, with_map=str(config.data.dataset).lower().startswith("anet"))
+    # Attributes branch: fused scores when the checkpoint holds an attributes head (train_co.py).
+    fusion = fused_evaluation(encoder, args.weights, config, loader.dataset, scores, labels, ctx, autocast,
+                              args.fusion_weights)
     if ctx.is_main:
         print(result.summary(), flush=True)
+        if fusion:
+            print(fusion.summary(), flush=True)
         if args.save_scores:
-            save_atomically({"scores": scores, "labels": labels}, args.save_scores)
+            extra = {"attributes_scores": fusion.attributes.scores, "fused_scores": fusion.fused.scores} if fusion else {}
+            save_atomically({"scores": scores, "labels": labels, **extra}, args.save_scores)
             logger.info("scores saved to %s", args.save_scores)
     return result
 

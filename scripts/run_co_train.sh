@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Co-train the video and attributes branches: bash scripts/run_co_train.sh CONFIG [train_co.py arguments and key=value overrides]
+# The config names the attribute files (data.attributes_train_path, data.attributes_val_path); make them
+# first with scripts/generate_attributes.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/launch_common.sh
+[ $# -ge 1 ] || { echo "usage: $0 CONFIG [train_co.py arguments...]" >&2; exit 2; }
+config=$1; shift
+exec torchrun --standalone --nproc_per_node="$(nproc_per_node)" train_co.py --config "$config" "$@"

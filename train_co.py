@@ -1,0 +1,165 @@
+"""Co-train BIKE's video branch and attributes branch: `python train_co.py --config CFG [options] [key.sub=value ...]`.
+
+Takes train.py's options plus `--fusion_weights VIDEO ATTRIBUTES` (default 0.7 0.3). The config names the
+generated attributes (data.attributes_train_path, data.attributes_val_path; tools/generate_attributes.py
+makes them) and data.select_topk_attributes. Each epoch trains the video branch as train.py does, then
+the attributes head; validation reports the video, attributes and fused top-1/top-5 and the best fusion
+weight on the validation set. Checkpoints hold both heads (the head under 'attributes_head_state_dict');
+model_best.pt is the best fused top-1.
+"""
+import argparse
+import logging
+import math
+import shutil
+from pathlib import Path
+
+import torch
+import yaml
+from torch.nn.parallel import DistributedDataParallel
+
+import train as video_training
+from datasets.attributes import DEFAULT_TOPK, AttributesDataset
+from datasets.build import build_dataset
+from modules import AttributesHead, VideoHeader, text_prompt
+from modules.video_clip import VideoEncoder
+from utils.attributes import (ATTRIBUTES_HEAD_KEY, DEFAULT_FUSION_WEIGHTS, AttributesBranch, evaluate_fusion,
+                              load_attributes_head)
+from utils.checkpoint import load_bike_weights, read_checkpoint, save_atomically
+from utils.config import DATA_FILE_KEYS, check_files, load_config
+from utils.distributed import init_distributed, run_program
+from utils.evaluation import evaluation_loader
+from utils.logger import setup_logging
+from utils.solver import build_optimizer, build_scheduler
+from utils.training import (ClassTexts, autocast_for, build_clip, freeze_towers, resolve_precision, resume_training,
+                            seed_everything, train_one_epoch, training_checkpoint)
+
+logger = logging.getLogger("bike")
+
+ATTRIBUTE_FILE_KEYS = ("data.attributes_train_path", "data.attributes_val_path")
+
+
+def parse_args(argv=None):
+    """train.py's arguments plus --fusion_weights."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="Every other argument is train.py's: see python train.py --help.")
+    parser.add_argument("--fusion_weights", type=float, nargs=2, default=DEFAULT_FUSION_WEIGHTS,
+                        metavar=("VIDEO", "ATTRIBUTES"), help="weights of the fused scores (default 0.7 0.3)")
+    own, rest = parser.parse_known_args(argv)
+    args = video_training.parse_args(rest)
+    args.fusion_weights = tuple(own.fusion_weights)
+    return args
+
+
+def build_models(config, device, precision):
+    """CLIP, video header and attributes head, initialised from `pretrain` when set, frozen as configured."""
+    clip_model = build_clip(config)
+    header = VideoHeader.for_clip(config.network.sim_header, config.network.interaction, clip_model)
+    head = AttributesHead(clip_model.config.embed_dim)
+    if config.pretrain:
+        checkpoint = load_bike_weights(config.pretrain, clip_model, header)
+        pretrained_head = load_attributes_head(checkpoint, clip_model.config.embed_dim, config.pretrain)
+        if pretrained_head is not None:
+            head.load_state_dict(pretrained_head.state_dict())
+        logger.info("initialised from %s%s", config.pretrain, "" if pretrained_head else " (no attributes head there)")
+    freeze_towers(clip_model, config.network.fix_text, config.network.fix_video)
+    clip_model.to(device)
+    header.to(device)
+    head.to(device)  # the head stays in float32 whatever the precision: it is tiny and reads float32 features
+    if precision == "fp16":
+        clip_model.half()
+        header.half()
+    return clip_model, header, head
+
+
+def distributed(module, ctx):
+    """`module` wrapped for DDP when there are several processes and it has something to train."""
+    if not ctx.distributed or not any(p.requires_grad for p in module.parameters()):
+        return module
+    return DistributedDataParallel(module, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+
+
+def save_checkpoints(work_dir: Path, is_best: bool, head, **state):
+    checkpoint = training_checkpoint(**state)
+    checkpoint[ATTRIBUTES_HEAD_KEY] = head.state_dict()
+    save_atomically(checkpoint, work_dir / "last_model.pt")
+    if is_best:
+        save_atomically(checkpoint, work_dir / "model_best.pt")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    ctx = init_distributed(force_cpu=args.cpu)
+    config = load_config(args.config, args.overrides)
+    check_files(config, DATA_FILE_KEYS + ATTRIBUTE_FILE_KEYS)
+    precision = resolve_precision(args.precision, ctx.device)
+    autocast = autocast_for(precision, ctx.device)
+    work_dir = Path(config.data.output_path) / config.data.dataset / config.network.arch / video_training.run_name(
+        args.log_time, ctx.distributed)
+    setup_logging(work_dir, ctx.is_main)
+    if ctx.is_main:
+        shutil.copy(args.config, work_dir / Path(args.config).name)
+        (work_dir / "config_resolved.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    logger.info("co-training in %s; %d process(es) on %s; precision %s; fusion weights %s", work_dir,
+                ctx.world_size, ctx.device, precision, args.fusion_weights)
+    seed_everything(config.seed + ctx.rank)
+    show_progress = ctx.is_main and not args.no_progress
+
+    clip_model, header, head = build_models(config, ctx.device, precision)
+    train_set, val_set = build_dataset(config, "train"), build_dataset(config, "val")
+    topk = config.data.select_topk_attributes or DEFAULT_TOPK
+    train_sentences = AttributesDataset(train_set, config.data.attributes_train_path, topk)
+    val_sentences = AttributesDataset(val_set, config.data.attributes_val_path, topk)
+    train_loader = video_training.train_loader_for(train_set, config, ctx)
+    val_loader = evaluation_loader(val_set, config.data.batch_size, config.data.workers, ctx.rank, ctx.world_size)
+
+    optimizer = build_optimizer(config.solver, clip_model, [header, head])
+    scheduler = build_scheduler(optimizer, config.solver,
+                                math.ceil(len(train_loader) / config.solver.grad_accumulation_steps))
+    scaler = torch.amp.GradScaler("cuda") if precision == "amp" else None
+    first_epoch, best_score = config.solver.start_epoch, 0.0
+    if config.resume:
+        first_epoch, best_score = resume_training(config.resume, clip_model, header, optimizer, scheduler, scaler)
+        resumed_head = load_attributes_head(read_checkpoint(config.resume), clip_model.config.embed_dim, config.resume)
+        if resumed_head is None:
+            raise ValueError(f"resume={config.resume} holds no '{ATTRIBUTES_HEAD_KEY}': not a train_co.py checkpoint")
+        head.load_state_dict(resumed_head.state_dict())
+        logger.info("resumed from %s at epoch %d (best so far %.3f)", config.resume, first_epoch, best_score)
+
+    encoder = VideoEncoder(clip_model)
+    texts = ClassTexts.build(encoder, text_prompt(train_set.class_names), config.network.fix_text, ctx.device,
+                             autocast)
+    train_encoder, train_header = distributed(encoder, ctx), distributed(header, ctx)
+    attributes = AttributesBranch(encoder, head, distributed(head, ctx), train_sentences, val_sentences,
+                                  config.network.fix_text, config, ctx, autocast)
+
+    def validate():
+        video = video_training.validate(encoder, header, val_loader, texts, ctx, autocast, show_progress)
+        return evaluate_fusion(video.scores, attributes.val_scores(), video.labels, args.fusion_weights)
+
+    if config.solver.evaluate:
+        report = validate()
+        logger.info(report.summary())
+        return report
+
+    report = None
+    for epoch in range(first_epoch, config.solver.epochs):
+        video_training.start_epoch(train_loader, config.seed, ctx.rank, epoch)
+        train_one_epoch(train_encoder, train_header, train_loader, optimizer, scheduler, scaler, texts, config,
+                        epoch, ctx.device, autocast, show_progress)
+        attributes.train_epoch(optimizer, epoch)
+        is_best = False
+        if (epoch + 1) % config.logging.eval_freq == 0 or epoch + 1 == config.solver.epochs:
+            report = validate()
+            is_best = report.fused.top1 > best_score
+            best_score = max(report.fused.top1, best_score)
+            logger.info("epoch %d validation (best fused Prec@1 %.3f):\n%s", epoch, best_score, report.summary())
+        if ctx.is_main:
+            save_checkpoints(work_dir, is_best, head, epoch=epoch, clip_model=clip_model, header=header,
+                             optimizer=optimizer, scheduler=scheduler, scaler=scaler, best_score=best_score,
+                             config=config)
+    logger.info("finished: best fused validation Prec@1 %.3f; checkpoints in %s", best_score, work_dir)
+    return report
+
+
+if __name__ == "__main__":
+    run_program(main)

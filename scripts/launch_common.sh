@@ -10,3 +10,8 @@ nproc_per_node() {
     count=$(gpus_visible)
     if [ "$count" -gt 0 ]; then echo "$count"; else echo 1; fi
 }
+
+# launch_local PROGRAM [ARGS...]: PROGRAM under torchrun on this machine, one process per GPU (or 1 on CPU).
+launch_local() {
+    exec torchrun --standalone --nproc_per_node="$(nproc_per_node)" "$@"
+}

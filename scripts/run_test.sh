@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 source scripts/launch_common.sh
 [ $# -ge 2 ] || { echo "usage: $0 CONFIG WEIGHTS [test.py arguments...]" >&2; exit 2; }
 config=$1; weights=$2; shift 2
-exec torchrun --standalone --nproc_per_node="$(nproc_per_node)" test.py --config "$config" --weights "$weights" "$@"
+launch_local test.py --config "$config" --weights "$weights" "$@"

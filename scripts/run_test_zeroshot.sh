@@ -9,4 +9,4 @@ cd "$(dirname "$0")/.."
 source scripts/launch_common.sh
 [ $# -ge 2 ] || { echo "usage: $0 CONFIG WEIGHTS [test_zeroshot.py arguments...]" >&2; exit 2; }
 config=$1; weights=$2; shift 2
-exec torchrun --standalone --nproc_per_node="$(nproc_per_node)" test_zeroshot.py --config "$config" --weights "$weights" "$@"
+launch_local test_zeroshot.py --config "$config" --weights "$weights" "$@"

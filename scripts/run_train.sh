@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 source scripts/launch_common.sh
 [ $# -ge 1 ] || { echo "usage: $0 CONFIG [train.py arguments...]" >&2; exit 2; }
 config=$1; shift
-exec torchrun --standalone --nproc_per_node="$(nproc_per_node)" train.py --config "$config" "$@"
+launch_local train.py --config "$config" "$@"

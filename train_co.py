@@ -24,7 +24,7 @@ from modules import AttributesHead, VideoHeader, text_prompt
 from modules.video_clip import VideoEncoder
 from utils.attributes import (ATTRIBUTES_HEAD_KEY, DEFAULT_FUSION_WEIGHTS, AttributesBranch, evaluate_fusion,
                               load_attributes_head)
-from utils.checkpoint import load_bike_weights, read_checkpoint, save_atomically
+from utils.checkpoint import load_bike_weights, save_atomically
 from utils.config import DATA_FILE_KEYS, check_files, load_config
 from utils.distributed import init_distributed, run_program
 from utils.evaluation import evaluation_loader
@@ -56,8 +56,8 @@ def build_models(config, device, precision):
     header = VideoHeader.for_clip(config.network.sim_header, config.network.interaction, clip_model)
     head = AttributesHead(clip_model.config.embed_dim)
     if config.pretrain:
-        checkpoint = load_bike_weights(config.pretrain, clip_model, header)
-        pretrained_head = load_attributes_head(checkpoint, clip_model.config.embed_dim, config.pretrain)
+        load_bike_weights(config.pretrain, clip_model, header)
+        pretrained_head = load_attributes_head(config.pretrain, clip_model.config.embed_dim)
         if pretrained_head is not None:
             head.load_state_dict(pretrained_head.state_dict())
         logger.info("initialised from %s%s", config.pretrain, "" if pretrained_head else " (no attributes head there)")
@@ -119,7 +119,7 @@ def main(argv=None):
     first_epoch, best_score = config.solver.start_epoch, 0.0
     if config.resume:
         first_epoch, best_score = resume_training(config.resume, clip_model, header, optimizer, scheduler, scaler)
-        resumed_head = load_attributes_head(read_checkpoint(config.resume), clip_model.config.embed_dim, config.resume)
+        resumed_head = load_attributes_head(config.resume, clip_model.config.embed_dim)
         if resumed_head is None:
             raise ValueError(f"resume={config.resume} holds no '{ATTRIBUTES_HEAD_KEY}': not a train_co.py checkpoint")
         head.load_state_dict(resumed_head.state_dict())

@@ -1,6 +1,7 @@
 """Attributes: the original JSON layout, located errors, generation against an independent computation,
 a label-aware retriever, interruption and multi-process resumption that give the same file, fusion."""
 import json
+import os
 import textwrap
 
 import pytest
@@ -14,7 +15,7 @@ from datasets.build import build_dataset
 from modules import VideoHeader
 from modules.video_clip import VideoEncoder
 from tools import generate_attributes as generate_tool
-from utils.attributes import evaluate_fusion, fuse_scores, generate_attributes, read_lexicon
+from utils.attributes import ChunkLog, evaluate_fusion, fuse_scores, generate_attributes, read_lexicon
 from utils.config import load_config
 from utils.training import build_clip, seed_everything
 
@@ -59,6 +60,9 @@ def test_written_files_keep_the_layout_and_order(tmp_path, original_files):
     copy = tmp_path / "copy.json"
     write_attributes(entries, copy)
     assert list(json.loads(copy.read_text())) == list(entries)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert copy.stat().st_mode & 0o777 == 0o666 & ~umask  # readable like any file, not private to its writer
     assert read_attributes(copy) == json.loads(attributes_file.read_text()) | {
         "zumba/-0hyIDc4Tz8_000031_000041": entries["zumba/-0hyIDc4Tz8_000031_000041"]}
 
@@ -181,24 +185,27 @@ def test_an_interrupted_generation_resumes_to_the_same_file(retrieval, tmp_path)
     interrupted = LabelAwareEncoder(model, dataset, fail_after=3)  # chunks of 3 videos, batches of 2
     with pytest.raises(KeyboardInterrupt):
         run_generation(retrieval, resumed, interrupted)
-    assert list(read_attributes(resumed)) == [record.path for record in dataset.records[:3]]  # chunk 1 saved
+    log = tmp_path / "resumed.json.part0of1"
+    assert not resumed.exists() and list(ChunkLog.read(log)) == [record.path for record in dataset.records[:3]]
+    with open(log, "a") as file:  # as if killed while saving the next chunk
+        file.write('{"moving_right/moving_right_001": {"classname_topk": ["mov')
 
     restarted = LabelAwareEncoder(model, dataset)
     run_generation(retrieval, resumed, restarted)
     assert restarted.calls == 3  # only chunks 2 (two batches) and 3 (one batch of 2) were scored
-    assert resumed.read_bytes() == whole.read_bytes()
+    assert resumed.read_bytes() == whole.read_bytes() and not log.exists()
 
 
 def test_processes_share_the_chunks_and_rank_0_merges_the_same_file(retrieval, tmp_path):
     whole = tmp_path / "whole.json"
     run_generation(retrieval, whole)
-    merged = tmp_path / "merged.json"
+    merged = tmp_path / "new folder" / "merged.json"
     second = LabelAwareEncoder(*retrieval[:2])
     assert run_generation(retrieval, merged, second, rank=1, world_size=2) is None
-    assert second.calls == 2 and [p.name for p in tmp_path.glob("merged.json.part*")] == ["merged.json.part1of2"]
+    assert second.calls == 2 and [p.name for p in merged.parent.glob("merged.json.part*")] == ["merged.json.part1of2"]
     run_generation(retrieval, merged, rank=0, world_size=2)
     assert merged.read_bytes() == whole.read_bytes()
-    assert not list(tmp_path.glob("merged.json.part*"))
+    assert not list(merged.parent.glob("merged.json.part*"))
 
 
 def test_fusion_is_the_weighted_sum_and_the_grid_finds_the_best_weight():

@@ -4,14 +4,17 @@
   a retriever, a VideoEncoder + VideoHeader pair: zero-shot CLIP with the plain header ("None"/"DP": mean
   of the frame embeddings, normalised, cosine with each phrase) or a trained BIKE model with its own
   header. The top-k phrases and their cosine similarities are written in the original JSON layout
-  (datasets/attributes.py), a chunk of videos at a time, so an interrupted run resumes where it stopped.
+  (datasets/attributes.py); finished chunks of videos are logged as they come, so an interrupted run
+  resumes where it stopped.
 - Branch: the attribute sentence's frozen CLIP text feature is matched with the class prompts' features
   by the AttributesHead, trained with the symmetric NCE loss; its scores are a softmax over the classes
   of the head's cosine similarities (no logit scale), as the video branch's.
 - Fusion: a weighted sum of the two branches' class probabilities (default 0.7 video, 0.3 attributes).
 """
 import contextlib
+import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,20 +87,46 @@ def _part_files(output: Path) -> list:
     return sorted(output.parent.glob(f"{output.name}.part*"))
 
 
+class ChunkLog:
+    """A process's finished chunks, appended to `<output>.part<rank>of<world>` as one JSON line each.
+
+    Appending costs only the new chunk (rewriting the whole file every chunk would be quadratic), and a
+    chunk is either complete or, when a kill interrupted its line, ignored when read back.
+    """
+
+    def __init__(self, output: Path, rank: int, world_size: int):
+        self.path = output.with_name(f"{output.name}.part{rank}of{world_size}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.needs_newline = self.path.exists() and not self.path.read_bytes().endswith(b"\n")
+
+    def append(self, entries: dict):
+        with open(self.path, "a", encoding="utf-8") as file:
+            file.write(("\n" if self.needs_newline else "") + json.dumps(entries, ensure_ascii=False) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        self.needs_newline = False
+
+    @staticmethod
+    def read(path: Path) -> dict:
+        entries = {}
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            try:
+                entries.update(json.loads(line))
+            except json.JSONDecodeError:
+                logger.warning("%s:%d: ignoring a chunk whose saving was interrupted", path, number)
+        return entries
+
+
 def _done_entries(output: Path, videos: dict) -> dict:
-    """Entries already written: the output file and any part files of an interrupted multi-process run."""
-    done = {}
-    for path in ([output] if output.exists() else []) + _part_files(output):
-        done.update(read_attributes(path))
+    """Entries already made: the output file and the chunk logs of interrupted runs."""
+    done = read_attributes(output) if output.exists() else {}
+    for part in _part_files(output):
+        done.update(ChunkLog.read(part))
     unknown = [video for video in done if video not in videos]
     if unknown:
         raise AttributesError(f"{output} holds attributes of {len(unknown)} videos that are not in the list "
                               f"(e.g. {unknown[0]!r}); write to another --output")
     return done
-
-
-def _in_list_order(entries: dict, videos: dict) -> dict:
-    return {video: entries[video] for video in videos if video in entries}
 
 
 def _batches(chunks: list, videos: dict, batch_size: int):
@@ -116,22 +145,18 @@ def generate_attributes(encoder, header, dataset, phrases, output, *, topk=5, ba
     """Writes the top-`topk` phrases of every video of `dataset` (an evaluation-mode VideoDataset) to `output`.
 
     Videos are split, in list order, into chunks of `save_every`; chunk c goes to process c mod
-    `world_size`, and each finished chunk is saved atomically (one process: into `output`; several: into
-    a part file per process, merged by rank 0 at the end). Videos already in `output` or in part files are
-    skipped, and because batches never cross chunks, a resumed run computes exactly the batches an
-    uninterrupted one would: the file comes out the same. Keys follow the list order (repeated paths
-    once). Returns the entries (on rank 0; None elsewhere).
+    `world_size`, and each finished chunk is saved to the process's ChunkLog. Rank 0 finally writes
+    `output` (atomically, keys in list order, repeated paths once) and removes the logs. Videos already
+    in `output` or in logs are skipped, and since batches never cross chunks, a resumed run computes
+    exactly the batches an uninterrupted one would: the file comes out the same. Returns the entries
+    (on rank 0; None elsewhere).
     """
     output = Path(output)
     videos = {}  # path -> index of its first occurrence in the dataset, in list order
     for index, record in enumerate(dataset.records):
         videos.setdefault(record.path, index)
-    if rank == 0 and _part_files(output):  # consolidate an interrupted multi-process run first
-        write_attributes(_in_list_order(_done_entries(output, videos), videos), output)
-        for part in _part_files(output):
-            part.unlink()
-    barrier()
     done = _done_entries(output, videos)
+    log, chunk_entries = ChunkLog(output, rank, world_size), {}
     keys = list(videos)
     chunks = [keys[start:start + save_every] for start in range(0, len(keys), save_every)]
     mine = [[video for video in chunks[c] if video not in done] for c in ShardSampler(len(chunks), rank, world_size)]
@@ -142,8 +167,6 @@ def generate_attributes(encoder, header, dataset, phrases, output, *, topk=5, ba
     with autocast():
         phrase_eot, phrase_tokens = class_features(encoder, text_prompt(phrases).to(device))
     topk = min(topk, len(phrases))
-    part = output.with_name(f"{output.name}.part{rank}of{world_size}")
-    new = {}
     loader = DataLoader(dataset, batch_sampler=batches, num_workers=workers,
                         pin_memory=torch.device(device).type == "cuda")
     bar = Progress(loader, len(batches), "attributes", enabled=progress)
@@ -153,25 +176,24 @@ def generate_attributes(encoder, header, dataset, phrases, output, *, topk=5, ba
                                            phrase_tokens)
         scores, indices = similarity.cpu().topk(topk, dim=1)
         for index, row_scores, row_indices in zip(batches[batch], scores.tolist(), indices.tolist()):
-            new[dataset.records[index].path] = {ATTRIBUTES_KEY: [phrases[i] for i in row_indices],
-                                                SCORES_KEY: [round(s, 6) for s in row_scores]}
+            chunk_entries[dataset.records[index].path] = {ATTRIBUTES_KEY: [phrases[i] for i in row_indices],
+                                                          SCORES_KEY: [round(s, 6) for s in row_scores]}
         if ends_chunk:
-            if world_size == 1:
-                write_attributes(_in_list_order({**done, **new}, videos), output)
-            else:
-                write_attributes(_in_list_order(new, videos), part)
+            log.append(chunk_entries)
+            chunk_entries = {}
         bar.update()
     barrier()
     if rank != 0:
         return None
-    entries = _in_list_order(_done_entries(output, videos), videos)
+    entries = _done_entries(output, videos)
     missing = [video for video in keys if video not in entries]
     if missing:
         raise AttributesError(f"{output}: {len(missing)} videos have no attributes after generation "
                               f"(e.g. {missing[0]!r})")
+    entries = {video: entries[video] for video in keys}
     write_attributes(entries, output)
-    for leftover in _part_files(output):
-        leftover.unlink()
+    for part in _part_files(output):
+        part.unlink()
     return entries
 
 
@@ -284,13 +306,20 @@ class AttributesBranch:
         return attribute_scores(self.head, sentences, self._features("classes")).cpu()
 
 
-def load_attributes_head(checkpoint: dict, embed_dim: int, source):
-    """The AttributesHead a checkpoint holds under ATTRIBUTES_HEAD_KEY, or None when it holds none."""
+def load_attributes_head(path, embed_dim: int):
+    """The AttributesHead that checkpoint `path` holds under ATTRIBUTES_HEAD_KEY, or None when it holds none.
+
+    The file is memory-mapped, so that only the head's tensors are read (the model was loaded already).
+    """
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:  # a file in the legacy (non-zip) format cannot be mapped: read it whole
+        checkpoint = read_checkpoint(path)
     state = checkpoint.get(ATTRIBUTES_HEAD_KEY)
     if state is None:
         return None
     head = AttributesHead(embed_dim)
-    load_weights(head, strip_module_prefix(state), what=f"'{ATTRIBUTES_HEAD_KEY}' of {source}")
+    load_weights(head, strip_module_prefix(state), what=f"'{ATTRIBUTES_HEAD_KEY}' of {path}")
     return head
 
 
@@ -298,7 +327,7 @@ def fused_evaluation(encoder, weights, config, dataset, video_scores, labels, ct
                      fusion_weights=DEFAULT_FUSION_WEIGHTS):
     """test.py's fused scores: a FusionReport when checkpoint `weights` holds an attributes head and the
     config names the attributes of `dataset`'s list (data.attributes_val_path), else None."""
-    head = load_attributes_head(read_checkpoint(weights), encoder.clip.config.embed_dim, weights)
+    head = load_attributes_head(weights, encoder.clip.config.embed_dim)
     if head is None:
         return None
     if not config.data.attributes_val_path:

@@ -43,6 +43,12 @@ def load_bike_weights(path, clip_model: nn.Module, video_header: Optional[nn.Mod
     return checkpoint
 
 
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 @contextlib.contextmanager
 def atomic_file(path, mode="wb", **open_kwargs):
     """A temporary file in `path`'s folder, renamed over `path` when the block ends without error.
@@ -53,6 +59,7 @@ def atomic_file(path, mode="wb", **open_kwargs):
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's files are private (0600); give the usual mode
         with os.fdopen(handle, mode, **open_kwargs) as file:
             yield file
             file.flush()

@@ -119,6 +119,16 @@ def measure(args, precision, device, compile_visual, peaks):
     print(f"{label:<22} train {clip_count / train_seconds:8.2f} frames/s  {100 * train_flops / train_seconds / peak:5.1f}% of "
           f"{precision} peak | inference {clip_count / infer_seconds:8.2f} frames/s  "
           f"{100 * infer_flops / infer_seconds / peak:5.1f}% | peak memory {memory / 2**30:.2f} GiB", flush=True)
+    if precision != "fp32":
+        # Inference with the weights themselves in reduced precision: no per-op casts of fp32 weights.
+        encoder.to(DTYPES[precision])
+        header.to(DTYPES[precision])
+        eot, tokens = texts.eot.to(DTYPES[precision]), texts.tokens.to(DTYPES[precision])
+        views = frames[:, None].to(DTYPES[precision])
+        with torch.no_grad():
+            seconds = timed(lambda: view_scores(encoder, header, views, eot, tokens), device, args.seconds)
+        print(f"{precision + ' weights':<22} inference {clip_count / seconds:8.2f} frames/s  "
+              f"{100 * infer_flops / seconds / peak:5.1f}% of {precision} peak", flush=True)
 
 
 def main(argv=None):

@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 source scripts/launch_common.sh
 [ $# -ge 1 ] || { echo "usage: $0 CONFIG [train_co.py arguments...]" >&2; exit 2; }
 config=$1; shift
-exec torchrun --standalone --nproc_per_node="$(nproc_per_node)" train_co.py --config "$config" "$@"
+launch_local train_co.py --config "$config" "$@"

@@ -27,7 +27,7 @@ EXPECTED_FILES = {
     "anet/anet_few_shot.yaml",
     "charades/charades_clip_finetune.yaml", "charades/charades_k400_finetune.yaml",
     "charades/charades_k400_finetune_336.yaml",
-    "demo/demo.yaml", "demo/demo_no_temporal.yaml",
+    "demo/demo.yaml", "demo/demo_no_temporal.yaml", "demo/demo_attributes.yaml",
 }
 
 MINIMAL = {"data": {"dataset": "toy", "num_classes": 3, "label_list": "labels.csv"},

@@ -10,7 +10,6 @@ step, so efficiency = counted FLOPs / seconds / peak.
 """
 import argparse
 import contextlib
-import resource
 import sys
 import time
 from pathlib import Path
@@ -53,6 +52,28 @@ def matmul_peak(dtype, device, min_seconds):
     n = 4096 if device.type == "cuda" else 1536
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     return 2 * n ** 3 / timed(lambda: a @ b, device, min_seconds)
+
+
+def reset_peak_memory(device) -> int:
+    """Starts a new peak-memory window; returns the memory in use now (bytes)."""
+    synchronize(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        return torch.cuda.memory_allocated()
+    Path("/proc/self/clear_refs").write_text("5")  # Linux: resets the peak resident set size
+    return _proc_status_bytes("VmRSS")
+
+
+def peak_memory(device) -> int:
+    synchronize(device)
+    return torch.cuda.max_memory_allocated() if device.type == "cuda" else _proc_status_bytes("VmHWM")
+
+
+def _proc_status_bytes(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
 
 
 def counted_flops(function):
@@ -103,12 +124,13 @@ def measure(args, precision, device, compile_visual, peaks):
 
     encoder.train()
     header.train()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
+    train_step()  # creates the optimizer state, so the baseline below holds everything but activations
+    baseline = reset_peak_memory(device)
     train_seconds = timed(train_step, device, args.seconds)
-    memory = (torch.cuda.max_memory_allocated() if device.type == "cuda"
-              else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    memory = peak_memory(device)
+    model.set_grad_checkpointing(False)  # model FLOPs: recomputation is a cost, not useful work
     train_flops = counted_flops(train_step)
+    model.set_grad_checkpointing(args.grad_checkpointing)
     encoder.eval()
     header.eval()
     infer_seconds = timed(inference, device, args.seconds)
@@ -118,7 +140,8 @@ def measure(args, precision, device, compile_visual, peaks):
     label = precision + (" + compile" if compile_visual else "") + (" + grad ckpt" if args.grad_checkpointing else "")
     print(f"{label:<22} train {clip_count / train_seconds:8.2f} frames/s  {100 * train_flops / train_seconds / peak:5.1f}% of "
           f"{precision} peak | inference {clip_count / infer_seconds:8.2f} frames/s  "
-          f"{100 * infer_flops / infer_seconds / peak:5.1f}% | peak memory {memory / 2**30:.2f} GiB", flush=True)
+          f"{100 * infer_flops / infer_seconds / peak:5.1f}% | training peak memory {memory / 2**30:.2f} GiB, "
+          f"of which activations {(memory - baseline) / 2**30:.2f} GiB", flush=True)
     if precision != "fp32":
         # Inference with the weights themselves in reduced precision: no per-op casts of fp32 weights.
         encoder.to(DTYPES[precision])

@@ -1,0 +1,110 @@
+"""tools/predict.py: scores equal test.py's for the same video and views; the plot shows the model's VCS weights."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import clip
+import test as test_program
+from datasets.transforms import normalize_on_device
+from modules import VideoHeader
+from tests.test_checkpoint import original_layout
+from tools import predict
+from utils.config import load_config
+from utils.prediction import Predictor, parse_class_names
+
+VIEWS = ["--test_crops", "3", "--test_clips", "2"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    model = clip.create_model("ViT-Tiny/16", image_resolution=32)
+    header = VideoHeader.for_clip("Transf", "VCS", model)
+    path = tmp_path_factory.mktemp("predict_ckpt") / "model_best.pt"
+    torch.save(original_layout(model, header, "module."), path)
+    return str(path)
+
+
+def one_video_config(tiny_config, tmp_path, modality):
+    """A config whose validation list is the first video of the tiny dataset, and that video's path."""
+    dataset = tiny_config.values["data"]
+    if modality == "video":
+        from datasets.synthetic import DemoDataset
+        demo = DemoDataset.at(Path(dataset["val_list"]).parent)
+        list_file, root = demo.val_videos, demo.videos_root
+    else:
+        list_file, root = Path(dataset["val_list"]), Path(dataset["val_root"])
+    line = list_file.read_text().splitlines()[0]
+    (tmp_path / "one.txt").write_text(line + "\n")
+    config = tiny_config.write(data={"val_list": str(tmp_path / "one.txt"), "val_root": str(root),
+                                     "modality": modality})
+    return config, str(root / line.split()[0])
+
+
+@pytest.mark.parametrize("modality", ["video", "RGB"])
+def test_scores_equal_test_py_for_the_same_video_and_views(modality, tiny_config, checkpoint, tmp_path):
+    config, video = one_video_config(tiny_config, tmp_path, modality)
+    test_program.main(["--config", config, "--weights", checkpoint, *VIEWS, "--cpu", "--no_progress",
+                       "--save_scores", str(tmp_path / "scores.pt")])
+    expected = torch.load(tmp_path / "scores.pt", weights_only=True)["scores"][0]
+
+    predictions = predict.main(["--config", config, "--weights", checkpoint, video, *VIEWS, "--cpu",
+                                "--output", str(tmp_path / "out.json")])
+    torch.testing.assert_close(predictions[0].scores, expected, atol=1e-6, rtol=1e-5)
+    written = json.loads((tmp_path / "out.json").read_text())
+    names = load_config(config).data.label_list
+    assert list(written[0]["scores"]) == parse_class_names(names)
+    np.testing.assert_allclose(list(written[0]["scores"].values()), expected.numpy(), rtol=1e-5, atol=1e-6)
+    assert written[0]["top"][0] == parse_class_names(names)[int(expected.argmax())]
+
+
+def test_plot_shows_the_header_vcs_weights(tiny_config, checkpoint, tmp_path, monkeypatch):
+    config_path, video = one_video_config(tiny_config, tmp_path, "RGB")
+    config = load_config(config_path)
+    predictor = Predictor(config, ["moving left", "growing", "rotating", "vanishing"], checkpoint)
+    prediction = predictor.predict(video)
+    classes = [i for i, _ in prediction.top(3)]
+    shown = {}
+    monkeypatch.setattr(predict, "plot_saliency", lambda p, saliency, *rest: shown.setdefault("weights", saliency))
+    predict.main(["--config", config_path, "--weights", checkpoint, video, "--cpu",
+                  "--classes", "moving left,growing,rotating,vanishing"])  # without --plot: nothing drawn
+    assert shown == {}
+
+    with torch.no_grad():  # the model's own path: header.aggregate, then its concept weights
+        frames = predictor.encoder.encode_video(normalize_on_device(prediction.frames[None]))
+        direct = predictor.header.concept_weights(predictor.header.aggregate(frames), predictor.tokens[classes])
+    torch.testing.assert_close(predictor.saliency(prediction.frames, classes), direct[:, 0], rtol=0, atol=0)
+    assert torch.allclose(direct.sum(-1), torch.ones(3, 1))
+
+    predict.main(["--config", config_path, "--weights", checkpoint, video, "--cpu",
+                  "--classes", "moving left,growing,rotating,vanishing", "--plot", str(tmp_path / "x.png")])
+    torch.testing.assert_close(shown["weights"], direct[:, 0], rtol=0, atol=0)
+
+
+def test_plot_png_is_drawn(tiny_config, checkpoint, tmp_path):
+    config, video = one_video_config(tiny_config, tmp_path, "video")
+    predict.main(["--config", config, "--weights", checkpoint, video, "--cpu", "--plot", str(tmp_path / "s.png")])
+    with Image.open(tmp_path / "s.png") as image:
+        assert image.size == (600, 600)  # 4 frames: the 6 x 6 inch minimum at 100 dpi
+        pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
+    assert pixels.std() > 0
+
+
+def test_clear_errors(tiny_config, checkpoint, tmp_path):
+    config, video = one_video_config(tiny_config, tmp_path, "video")
+    base = ["--config", config, "--weights", checkpoint, "--cpu"]
+    missing = str(tmp_path / "nope.mp4")
+    with pytest.raises(SystemExit, match="nope.mp4 does not exist"):
+        predict.main([*base, missing])
+    (tmp_path / "broken.mp4").write_bytes(b"not a video at all" * 10)
+    with pytest.raises(SystemExit, match="broken.mp4"):
+        predict.main([*base, str(tmp_path / "broken.mp4")])
+    with pytest.raises(SystemExit, match="names no classes"):
+        predict.main([*base, video, "--classes", " , "])
+    (tmp_path / "empty.txt").write_text("\n\n")
+    with pytest.raises(SystemExit, match="empty.txt names no classes"):
+        predict.main([*base, video, "--classes", str(tmp_path / "empty.txt")])

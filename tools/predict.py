@@ -1,0 +1,105 @@
+"""Top classes of your own videos, with any class names (open vocabulary).
+
+    python tools/predict.py --config CFG [--weights CKPT] INPUT [INPUT ...] [--classes labels.csv|classes.txt|"a,b,c"]
+        [--test_clips N] [--test_crops K] [--topk 5] [--output results.csv|results.json] [--plot saliency.png]
+
+INPUT: a video file, a frame folder (frames named by data.image_tmpl) or a folder of videos. Without
+--weights the model is zero-shot CLIP from network.arch. Frames are sampled, cropped and scored as in
+test.py, so the scores equal test.py's for the same view settings. --plot (one video) draws the sampled
+frames, the VCS temporal saliency of the top-3 classes and the class probabilities.
+"""
+import argparse
+import csv
+import json
+import logging
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository's packages importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from datasets.decoding import SampleReadError  # noqa: E402
+from utils.config import load_config  # noqa: E402
+from utils.prediction import Predictor, find_inputs, parse_class_names, plot_saliency  # noqa: E402
+from utils.training import PRECISIONS, autocast_for, resolve_precision  # noqa: E402
+
+logger = logging.getLogger("bike")
+SALIENCY_CLASSES = 3
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", "-cfg", required=True)
+    parser.add_argument("--weights", default=None, help="BIKE checkpoint; default: zero-shot CLIP of network.arch")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="video file, frame folder or folder of videos")
+    parser.add_argument("--classes", default=None,
+                        help="labels CSV, text file (a name a line) or comma-separated names; default data.label_list")
+    parser.add_argument("--test_clips", type=int, default=None, help="temporal clips (default data.test_clips)")
+    parser.add_argument("--test_crops", type=int, default=None, choices=(1, 3, 5, 10),
+                        help="spatial crops (default data.test_crops)")
+    parser.add_argument("--dense", action="store_true", help="dense (I3D-style) sampling")
+    parser.add_argument("--topk", type=int, default=5)
+    parser.add_argument("--output", default=None, help="all class probabilities of every video: .csv or .json")
+    parser.add_argument("--plot", default=None, help="PNG of frames, temporal saliency and probabilities (one video)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None)
+    parser.add_argument("--cpu", action="store_true")
+    parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="config overrides key=value")
+    return parser.parse_args(argv)
+
+
+def write_results(predictions, class_names, path):
+    path = Path(path)
+    if path.suffix.lower() == ".json":
+        rows = [{"video": p.path, "top": [class_names[i] for i, _ in p.top(5)],
+                 "scores": dict(zip(class_names, p.scores.tolist()))} for p in predictions]
+        path.write_text(json.dumps(rows, indent=1))
+    elif path.suffix.lower() == ".csv":
+        with path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["video", "top1", *class_names])
+            for p in predictions:
+                writer.writerow([p.path, class_names[p.top(1)[0][0]], *(f"{s:.6g}" for s in p.scores.tolist())])
+    else:
+        raise ValueError(f"--output must end in .csv or .json, got {path}")
+
+
+def run(args):
+    config = load_config(args.config, args.overrides)
+    class_names = parse_class_names(args.classes or config.data.label_list)
+    inputs = find_inputs(args.inputs, config.data.image_tmpl, config.data.index_bias)
+    if args.plot and len(inputs) != 1:
+        raise ValueError(f"--plot draws one video; {len(inputs)} were given")
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
+    autocast = autocast_for(resolve_precision(args.precision, device), device)
+    predictor = Predictor(config, class_names, args.weights, device, autocast, args.test_clips, args.test_crops,
+                          args.dense or None)
+    predictions = []
+    for path in tqdm(inputs, desc="predict", disable=len(inputs) < 2):
+        prediction = predictor.predict(path)
+        predictions.append(prediction)
+        top = ", ".join(f"{class_names[i]} {p:.3f}" for i, p in prediction.top(args.topk))
+        tqdm.write(f"{path}: {top}")
+    if args.output:
+        write_results(predictions, class_names, args.output)
+        logger.info("results written to %s", args.output)
+    if args.plot:
+        classes = [i for i, _ in predictions[0].top(SALIENCY_CLASSES)]
+        plot_saliency(predictions[0], predictor.saliency(predictions[0].frames, classes), class_names, classes,
+                      args.plot)
+        logger.info("plot written to %s", args.plot)
+    return predictions
+
+
+def main(argv=None):
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        return run(parse_args(argv))
+    except (FileNotFoundError, ValueError, SampleReadError) as err:
+        sys.exit(f"error: {err}")
+
+
+if __name__ == "__main__":
+    main()

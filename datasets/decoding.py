@@ -20,6 +20,9 @@ except ImportError:  # decord has wheels for x86-64 only; PyAV covers the rest
 VIDEO_BACKENDS = ("decord", "pyav")
 
 
+# File name endings taken for videos when a folder is searched for them.
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".3gp")
+
 class SampleReadError(RuntimeError):
     """A frame or video of one sample cannot be read (missing, corrupt or truncated)."""
 

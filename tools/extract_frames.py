@@ -24,9 +24,13 @@ from pathlib import Path
 import av
 from tqdm import tqdm
 
+if __package__ in (None, ""):  # run as a script: make the repository's packages importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from datasets.decoding import VIDEO_EXTENSIONS  # noqa: E402
+
 logger = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".3gp")
 PARTIAL_SUFFIX = ".partial"
 
 

@@ -13,12 +13,11 @@ from pathlib import Path
 import torch
 
 from datasets.annotations import load_class_names
-from datasets.decoding import frame_file_names, open_video, read_frame_folder
+from datasets.decoding import VIDEO_EXTENSIONS, frame_file_names, open_video, read_frame_folder
 from datasets.sampling import ClipSampler
 from datasets.transforms import normalize_on_device, test_transform
 from modules import VideoHeader
 from modules.video_clip import view_scores
-from tools.extract_frames import VIDEO_EXTENSIONS
 from utils.inference import class_texts, load_video_model
 
 logger = logging.getLogger(__name__)

@@ -17,6 +17,7 @@ from modules import VideoHeader, text_prompt
 from modules.video_clip import VideoEncoder, class_features
 from utils.checkpoint import load_bike_weights
 from utils.config import check_files, load_config
+from utils.curves import tensorboard_writer
 from utils.distributed import init_distributed, run_program
 from utils.evaluation import evaluation_loader, predict, score_metrics
 from utils.logger import setup_logging
@@ -138,10 +139,11 @@ def main(argv=None):
         logger.info(validate(encoder, header, val_loader, texts, ctx, autocast, show_progress).summary())
         return
 
+    writer = tensorboard_writer(work_dir) if ctx.is_main else None
     for epoch in range(first_epoch, config.solver.epochs):
         start_epoch(train_loader, config.seed, ctx.rank, epoch)
         train_one_epoch(train_encoder, train_header, train_loader, optimizer, scheduler, scaler, texts, config,
-                        epoch, ctx.device, autocast, show_progress)
+                        epoch, ctx.device, autocast, show_progress, writer)
         if train_set.num_skipped:
             logger.warning("%d unreadable training samples skipped so far", train_set.num_skipped)
         is_best = False
@@ -151,12 +153,18 @@ def main(argv=None):
             is_best = score > best_score
             best_score = max(score, best_score)
             logger.info("epoch %d validation: %s (best %.3f)", epoch, result.summary(), best_score)
+            if writer is not None:
+                for name in ("top1", "top5", "mean_ap"):
+                    if getattr(result, name) is not None:
+                        writer.add_scalar(f"val/{name}", getattr(result, name), (epoch + 1) * len(train_loader))
         if ctx.is_main:
             state = dict(epoch=epoch, clip_model=clip_model, header=header, optimizer=optimizer,
                          scheduler=scheduler, scaler=scaler, best_score=best_score, config=config)
             save_training_checkpoint(work_dir / "last_model.pt", **state)
             if is_best:
                 save_training_checkpoint(work_dir / "model_best.pt", **state)
+    if writer is not None:
+        writer.close()
     logger.info("finished: best validation score %.3f; checkpoints in %s", best_score, work_dir)
 
 

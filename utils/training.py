@@ -109,8 +109,9 @@ def training_step_loss(encoder, header, frames, labels, texts: ClassTexts, loss_
 
 
 def train_one_epoch(encoder, header, loader, optimizer, scheduler, scaler, texts: ClassTexts, config,
-                    epoch: int, device, autocast, show_progress: bool = True) -> float:
-    """One pass over `loader`; returns the mean loss. Steps the schedule after every optimizer step."""
+                    epoch: int, device, autocast, show_progress: bool = True, writer=None) -> float:
+    """One pass over `loader`; returns the mean loss. Steps the schedule after every optimizer step.
+    `writer` (a TensorBoard SummaryWriter, optional) receives each step's loss and learning rate."""
     encoder.train()
     header.train()
     accumulation = config.solver.grad_accumulation_steps
@@ -139,6 +140,10 @@ def train_one_epoch(encoder, header, loader, optimizer, scheduler, scaler, texts
         data_time += waited
         step_time += elapsed
         progress.update(loss=loss.item(), lr=optimizer.param_groups[0]["lr"], data=waited, time=elapsed)
+        if writer is not None:
+            global_step = epoch * len(loader) + step + 1
+            writer.add_scalar("train/loss", loss.item(), global_step)
+            writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], global_step)
         end = time.monotonic()
     if len(loader):
         logger.info("epoch %d: mean loss %.4f, data wait %.1f%% of step time", epoch, total_loss / len(loader),

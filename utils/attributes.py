@@ -169,7 +169,7 @@ def generate_attributes(encoder, header, dataset, phrases, output, *, topk=5, ba
     topk = min(topk, len(phrases))
     loader = DataLoader(dataset, batch_sampler=batches, num_workers=workers,
                         pin_memory=torch.device(device).type == "cuda")
-    bar = Progress(loader, len(batches), "attributes", enabled=progress)
+    bar = Progress(loader, len(batches), "attributes", bars=progress)
     for batch, ((views, _), ends_chunk) in enumerate(zip(bar, ends)):
         with autocast():
             similarity = phrase_similarity(encoder, header, normalize_on_device(views, device), phrase_eot,

@@ -76,7 +76,7 @@ def predict(encoder, header, loader, class_eot, class_tokens, device, autocast, 
     encoder.eval()
     header.eval()
     scores, labels = [], []
-    progress_bar = Progress(loader, len(loader), "test", enabled=progress)
+    progress_bar = Progress(loader, len(loader), "test", bars=progress)
     for views, label in progress_bar:
         views = normalize_on_device(views, device)
         with autocast():

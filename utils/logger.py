@@ -28,15 +28,16 @@ def setup_logging(output_dir=None, is_main=True, filename="log.txt") -> logging.
 
 
 class Progress:
-    """Iterates `iterable`, showing a tqdm bar on an interactive terminal and otherwise logging a line
-    every `print_freq` steps with the values `update` received and an ETA."""
+    """Iterates `iterable`, showing a tqdm bar when `bars` is set and stderr is a terminal, and otherwise
+    logging a line every `print_freq` steps with the values `update` received and an ETA (processes other
+    than the main one log only warnings, so their lines are dropped)."""
 
-    def __init__(self, iterable, total: int, description: str, print_freq: int = 10, enabled: bool = True,
+    def __init__(self, iterable, total: int, description: str, print_freq: int = 10, bars: bool = True,
                  logger: logging.Logger = None):
         self.iterable, self.total, self.description = iterable, total, description
-        self.print_freq, self.enabled = max(print_freq, 1), enabled
+        self.print_freq = max(print_freq, 1)
         self.logger = logger or logging.getLogger("bike")
-        self.interactive = enabled and sys.stderr.isatty()
+        self.interactive = bars and sys.stderr.isatty()
         self.values = {}
         self.step = 0
         self.start = time.monotonic()
@@ -56,7 +57,7 @@ class Progress:
         text = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
         if self.interactive:
             self.bar.set_postfix_str(text, refresh=False)
-        elif self.enabled and (self.step % self.print_freq == 0 or self.step == self.total):
+        elif self.step % self.print_freq == 0 or self.step == self.total:
             elapsed = time.monotonic() - self.start
             eta = timedelta(seconds=int(elapsed / self.step * (self.total - self.step)))
             self.logger.info("%s [%d/%d] %s, eta %s", self.description, self.step, self.total, text, eta)

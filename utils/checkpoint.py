@@ -38,9 +38,14 @@ def load_bike_weights(path, clip_model: nn.Module, video_header: Optional[nn.Mod
     checkpoint = read_checkpoint(path)
     load_weights(clip_model, strip_module_prefix(checkpoint[MODEL_KEY]), what=f"'{MODEL_KEY}' of {path}")
     if video_header is not None:
-        header_state = strip_module_prefix(checkpoint.get(HEADER_KEY) or {})
-        load_weights(video_header, header_state, what=f"'{HEADER_KEY}' of {path}")
+        load_header_weights(checkpoint, video_header, path)
     return checkpoint
+
+
+def load_header_weights(checkpoint: dict, video_header: nn.Module, path) -> None:
+    """The checkpoint's video header (absent for a parameter-free header) loaded strictly."""
+    header_state = strip_module_prefix(checkpoint.get(HEADER_KEY) or {})
+    load_weights(video_header, header_state, what=f"'{HEADER_KEY}' of {path}")
 
 
 def _umask() -> int:

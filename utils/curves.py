@@ -10,7 +10,7 @@ logger = logging.getLogger(__name__)
 
 NUMBER = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf)"
 # "bike: epoch 0 [10/36] loss 1.52, lr 0.0001, data 0.01, time 0.3, eta 0:00:12" (logged when not on a terminal)
-STEP_LINE = re.compile(rf"epoch (\d+) \[(\d+)/(\d+)\] (.*), eta ")
+STEP_LINE = re.compile(r"epoch (\d+) \[(\d+)/(\d+)\] (.*), eta ")
 VALUE = re.compile(rf"(\w+) ({NUMBER})")
 # "utils.training: epoch 0: mean loss 1.5010, data wait 3.5% of step time"
 EPOCH_LINE = re.compile(rf"epoch (\d+): mean loss ({NUMBER})")

@@ -6,8 +6,7 @@ import clip
 from datasets.build import build_dataset
 from modules import VideoHeader, text_prompt
 from modules.video_clip import VideoEncoder, class_features
-from utils.checkpoint import HEADER_KEY, MODEL_KEY, read_checkpoint
-from clip.model import load_weights
+from utils.checkpoint import MODEL_KEY, load_header_weights, read_checkpoint
 from clip.weights import strip_module_prefix
 from utils.evaluation import evaluation_loader
 from utils.training import PRECISIONS, build_clip
@@ -44,7 +43,7 @@ def load_video_model(config, weights=None, device="cpu"):
                                       num_frames=config.data.num_segments * config.data.seg_length,
                                       joint_st=network.joint_st)
         header = VideoHeader.for_clip(network.sim_header, network.interaction, clip_model)
-        load_weights(header, strip_module_prefix(checkpoint.get(HEADER_KEY) or {}), what=f"'{HEADER_KEY}' of {weights}")
+        load_header_weights(checkpoint, header, weights)
         logger.info("loaded %s (epoch %s)", weights, checkpoint.get("epoch"))
     else:
         clip_model = build_clip(config)

@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import clip  # noqa: E402
 from modules import VideoHeader, text_prompt  # noqa: E402
+from benchmarks.tensor_memory import TensorMemory  # noqa: E402
 from modules.video_clip import VideoEncoder, view_scores  # noqa: E402
 from utils.training import ClassTexts, freeze_towers, training_step_loss  # noqa: E402
 
@@ -49,31 +50,31 @@ def timed(function, device, min_seconds, warmup=2):
 
 def matmul_peak(dtype, device, min_seconds):
     """FLOP/s of a large square matmul: the practical ceiling for transformer work on this machine."""
-    n = 4096 if device.type == "cuda" else 1536
+    n = 8192 if device.type == "cuda" else 1536
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     return 2 * n ** 3 / timed(lambda: a @ b, device, min_seconds)
 
 
-def reset_peak_memory(device) -> int:
-    """Starts a new peak-memory window; returns the memory in use now (bytes)."""
-    synchronize(device)
+def state_bytes(*tensors) -> int:
+    """Size of the distinct storages behind `tensors`: weights, optimizer state, frozen text features."""
+    storages = {id(t.untyped_storage()): t.untyped_storage().nbytes() for t in tensors}
+    return sum(storages.values())
+
+
+def training_memory(forward, update, state: int, device) -> str:
+    """The training step's memory: activations (what the forward pass keeps for backward, counted exactly)
+    and the step's peak (weights, optimizer state and text features `state` plus the most the step adds)."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-        return torch.cuda.memory_allocated()
-    Path("/proc/self/clear_refs").write_text("5")  # Linux: resets the peak resident set size
-    return _proc_status_bytes("VmRSS")
-
-
-def peak_memory(device) -> int:
-    synchronize(device)
-    return torch.cuda.max_memory_allocated() if device.type == "cuda" else _proc_status_bytes("VmHWM")
-
-
-def _proc_status_bytes(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"/proc/self/status has no {field}")
+    with TensorMemory() as memory:
+        loss = forward()
+        activations = memory.live
+        update(loss)
+        del loss
+    figures = f" | activations {activations / 2**30:.3f} GiB, step peak {(state + memory.peak) / 2**30:.3f} GiB"
+    if device.type == "cuda":
+        figures += f" (CUDA allocator peak {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB)"
+    return figures
 
 
 def counted_flops(function):
@@ -110,12 +111,17 @@ def measure(args, precision, device, compile_visual, peaks):
     frames = torch.randn(args.batch, args.frames, 3, args.size, args.size, device=device)
     labels = torch.arange(args.batch, device=device) % args.classes
 
-    def train_step():
+    def forward():
         with autocast(precision, device):
-            loss = training_step_loss(encoder, header, frames, labels, texts, "NCE")
+            return training_step_loss(encoder, header, frames, labels, texts, "NCE")
+
+    def update(loss):
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+
+    def train_step():
+        update(forward())
 
     @torch.no_grad()
     def inference():
@@ -124,10 +130,11 @@ def measure(args, precision, device, compile_visual, peaks):
 
     encoder.train()
     header.train()
-    train_step()  # creates the optimizer state, so the baseline below holds everything but activations
-    baseline = reset_peak_memory(device)
+    train_step()  # creates the optimizer state
     train_seconds = timed(train_step, device, args.seconds)
-    memory = peak_memory(device)
+    state = state_bytes(*model.parameters(), *header.parameters(), texts.prompts, texts.eot, texts.tokens,
+                        *(t for s in optimizer.state.values() for t in s.values() if torch.is_tensor(t)))
+    memory = "" if compile_visual else training_memory(forward, update, state, device)
     model.set_grad_checkpointing(False)  # model FLOPs: recomputation is a cost, not useful work
     train_flops = counted_flops(train_step)
     model.set_grad_checkpointing(args.grad_checkpointing)
@@ -140,8 +147,7 @@ def measure(args, precision, device, compile_visual, peaks):
     label = precision + (" + compile" if compile_visual else "") + (" + grad ckpt" if args.grad_checkpointing else "")
     print(f"{label:<22} train {clip_count / train_seconds:8.2f} frames/s  {100 * train_flops / train_seconds / peak:5.1f}% of "
           f"{precision} peak | inference {clip_count / infer_seconds:8.2f} frames/s  "
-          f"{100 * infer_flops / infer_seconds / peak:5.1f}% | training peak memory {memory / 2**30:.2f} GiB, "
-          f"of which activations {(memory - baseline) / 2**30:.2f} GiB", flush=True)
+          f"{100 * infer_flops / infer_seconds / peak:5.1f}%{memory}", flush=True)
     if precision != "fp32":
         # Inference with the weights themselves in reduced precision: no per-op casts of fp32 weights.
         encoder.to(DTYPES[precision])
@@ -154,12 +160,17 @@ def measure(args, precision, device, compile_visual, peaks):
               f"{100 * infer_flops / seconds / peak:5.1f}% of {precision} peak", flush=True)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_model_arguments(parser: argparse.ArgumentParser):
+    """The benchmarked model and input, the same options in every model benchmark."""
     parser.add_argument("--arch", default="ViT-B/32")
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--size", type=int, default=224)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_arguments(parser)
     parser.add_argument("--classes", type=int, default=400, help="class prompts (text features computed once)")
     parser.add_argument("--precisions", nargs="+", default=None, choices=list(DTYPES),
                         help="default: fp32 and bf16 on CPU, bf16 on GPU")

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Every GPU figure of the README's performance table in one run (about 8 minutes on one H100):
+#   bash benchmarks/run_gpu.sh [folder for the logs, default .cache/gpu_bench]
+# ViT-B/16 and ViT-L/14, 8 frames, batch 32, bf16: training step and inference against the in-run matmul
+# peak, activation and peak memory, gradient checkpointing, torch.compile, and end-to-end training with
+# the real data loader on the synthetic MP4s. Each benchmark's output goes to its own log.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-.cache/gpu_bench}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+workers=$(( $(nproc) > 2 ? $(nproc) - 2 : 1 ))
+python=$(command -v python || command -v python3)
+
+run() {  # run LOG COMMAND...: prints and keeps the output; a failing benchmark does not stop the others
+    local log=$1
+    shift
+    echo "== $*" | tee "$out/$log"
+    "$@" 2>&1 | grep -v "NOT a pretrained" | tee -a "$out/$log"
+}
+
+{
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+    "$python" -c "import torch, torchvision; print('torch', torch.__version__, 'CUDA', torch.version.cuda, 'torchvision', torchvision.__version__)"
+    nproc
+} 2>&1 | tee "$out/device.txt"
+run model_b16.txt "$python" benchmarks/bench_model.py --arch ViT-B/16 --batch 32 --seconds 5
+run train_b16.txt "$python" benchmarks/bench_train.py --arch ViT-B/16 --batch 32 --workers "$workers" --steps 40 --warmup 5
+run model_l14.txt "$python" benchmarks/bench_model.py --arch ViT-L/14 --batch 32 --seconds 5
+run model_b16_ckpt.txt "$python" benchmarks/bench_model.py --arch ViT-B/16 --batch 32 --seconds 5 --grad_checkpointing
+run model_b16_compile.txt timeout 300 "$python" benchmarks/bench_model.py --arch ViT-B/16 --batch 32 --seconds 5 --compile

@@ -12,10 +12,10 @@ import torch.nn.functional as F
 
 import clip
 import train as train_program
-from utils.config import build_config
+from utils.config import build_config, load_config
 from utils.losses import label_equality, symmetric_loss
 from utils.solver import lr_factor
-from utils.training import freeze_towers
+from utils.training import build_clip, freeze_towers
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -53,6 +53,19 @@ def test_freezing_text_keeps_logit_scale_and_visual_trainable():
     assert not any(name.startswith(("transformer.", "token_embedding", "text_projection")) for name in trainable)
     freeze_towers(model, fix_text=True, fix_video=True)
     assert {name for name, p in model.named_parameters() if p.requires_grad} == {"logit_scale"}
+
+
+def test_network_compile_compiles_the_image_encoder_with_the_same_outputs_and_weight_names():
+    config = load_config(REPO / "configs/demo/demo.yaml", ["network.arch=ViT-Tiny/16", "network.compile=True",
+                                                             "data.input_size=32", "data.num_segments=2"])
+    torch.manual_seed(0)
+    compiled = build_clip(config)
+    eager = clip.create_model("ViT-Tiny/16", image_resolution=32, num_frames=2)
+    eager.load_state_dict(compiled.state_dict())
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled.encode_image(images), eager.encode_image(images), atol=1e-5, rtol=1e-4)
+    assert compiled.state_dict().keys() == eager.state_dict().keys()
 
 
 def epoch_losses(log_file: Path) -> dict:

@@ -94,6 +94,8 @@ SCHEMA = {
         # Keys below are this framework's additions to the original schema.
         "grad_checkpointing": Field(("bool",), False, "recompute encoder activations in backward to save memory"),
         "clip_cache": Field(("str", "null"), None, "folder with OpenAI CLIP weight files; null: the default cache"),
+        "compile": Field(("bool",), False, "torch.compile the image encoder (compare with benchmarks/bench_model.py "
+                                           "--compile first: no gain on CPU)"),
     },
     "solver": {
         "type": Field(("str",), "cosine", "learning-rate schedule after warm-up", choices=("cosine", "multistep")),

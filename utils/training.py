@@ -57,6 +57,8 @@ def build_clip(config) -> clip.CLIP:
     if model.visual.input_resolution != config.data.input_size:
         raise ValueError(f"data.input_size is {config.data.input_size}, but the CLIP weights of {network.arch} "
                          f"take {model.visual.input_resolution}-pixel images")
+    if network.compile:
+        model.visual.compile()  # in place: parameter names and checkpoints stay the same
     return model
 
 

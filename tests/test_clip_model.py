@@ -6,7 +6,7 @@ import torch
 
 import clip
 from clip.architectures import OPENAI_ARCHITECTURES
-from clip.model import CLIP, CLIPConfig, SelfAttention
+from clip.model import CLIP, CLIPConfig, QuickGELU, SelfAttention
 from tests import clip_math
 
 TEXT = dict(context_length=77, vocab_size=49408)
@@ -147,6 +147,15 @@ def test_sdpa_attention_equals_explicit_softmax_attention(causal):
         torch.testing.assert_close(attention(x, causal=causal),
                                    clip_math.explicit_attention(x, state_dict, "attn", heads=4, causal=causal),
                                    atol=1e-5, rtol=1e-4)
+
+
+def test_quick_gelu_gradient_equals_autograd_of_the_formula():
+    x = torch.randn(4, 33, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(4, 33, dtype=torch.float64)
+    (expected,) = torch.autograd.grad(x * torch.sigmoid(1.702 * x), x, upstream)
+    (actual,) = torch.autograd.grad(QuickGELU()(x), x, upstream)
+    torch.testing.assert_close(actual, expected)
+    torch.testing.assert_close(QuickGELU()(x), x * torch.sigmoid(1.702 * x))
 
 
 def test_drop_path_rises_linearly_over_visual_layers_only_while_training():

@@ -1,4 +1,5 @@
 """Training: the NCE loss as the original defines it, schedules, frozen towers, and resume after a kill."""
+import contextlib
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import torch.nn.functional as F
 
 import clip
 import train as train_program
+from utils import training
 from utils.config import build_config, load_config
 from utils.losses import label_equality, symmetric_loss
 from utils.solver import lr_factor
@@ -66,6 +68,24 @@ def test_network_compile_compiles_the_image_encoder_with_the_same_outputs_and_we
     with torch.no_grad():
         torch.testing.assert_close(compiled.encode_image(images), eager.encode_image(images), atol=1e-5, rtol=1e-4)
     assert compiled.state_dict().keys() == eager.state_dict().keys()
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_running_out_of_memory_names_the_config_keys_that_help(checkpointing, monkeypatch):
+    config = load_config(REPO / "configs/demo/demo.yaml", [f"network.grad_checkpointing={checkpointing}"])
+
+    def out_of_memory(*_):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(training, "training_step_loss", out_of_memory)
+    batch = (torch.zeros(8, 8, 3, 4, 4, dtype=torch.uint8), torch.zeros(8, dtype=torch.long))
+    with pytest.raises(torch.OutOfMemoryError) as raised:
+        training.train_one_epoch(torch.nn.Identity(), torch.nn.Identity(), [batch], None, None, None, None, config,
+                                 0, torch.device("cpu"), contextlib.nullcontext, show_progress=False)
+    message = str(raised.value)
+    assert "data.batch_size 8" in message and "Tried to allocate 2.00 GiB" in message
+    assert ("network.grad_checkpointing=True" in message) != checkpointing
+    assert "solver.grad_accumulation_steps" in message
 
 
 def epoch_losses(log_file: Path) -> dict:

@@ -110,6 +110,22 @@ def training_step_loss(encoder, header, frames, labels, texts: ClassTexts, loss_
     return symmetric_loss(logits.float(), all_labels, loss_type)
 
 
+@contextlib.contextmanager
+def out_of_memory_advice(config):
+    """Re-raises running out of memory with the config keys that fix it."""
+    try:
+        yield
+    except torch.OutOfMemoryError as error:
+        if config.network.grad_checkpointing:
+            advice = "lower data.batch_size and raise solver.grad_accumulation_steps to keep the effective batch"
+        else:
+            advice = ("set network.grad_checkpointing=True (activations are recomputed in backward: about a "
+                      "tenth of the activation memory for about a fifth more time; the original implementation "
+                      "always does this), or lower data.batch_size and raise solver.grad_accumulation_steps")
+        raise torch.OutOfMemoryError(f"out of memory in a training step of data.batch_size "
+                                     f"{config.data.batch_size}: {advice}. {error}") from error
+
+
 def train_one_epoch(encoder, header, loader, optimizer, scheduler, scaler, texts: ClassTexts, config,
                     epoch: int, device, autocast, show_progress: bool = True, writer=None) -> float:
     """One pass over `loader`; returns the mean loss. Steps the schedule after every optimizer step.
@@ -123,12 +139,13 @@ def train_one_epoch(encoder, header, loader, optimizer, scheduler, scaler, texts
     for step, (frames, labels) in enumerate(progress):
         frames, labels = normalize_on_device(frames, device), labels.to(device, non_blocking=True)
         waited = time.monotonic() - end
-        with autocast():
-            loss = training_step_loss(encoder, header, frames, labels, texts, config.solver.loss_type)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, step {step}: stopping before "
-                                     "the weights are corrupted (lower solver.lr or use fp32)")
-        (scaler.scale(loss / accumulation) if scaler else loss / accumulation).backward()
+        with out_of_memory_advice(config):
+            with autocast():
+                loss = training_step_loss(encoder, header, frames, labels, texts, config.solver.loss_type)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, step {step}: stopping before "
+                                         "the weights are corrupted (lower solver.lr or use fp32)")
+            (scaler.scale(loss / accumulation) if scaler else loss / accumulation).backward()
         if (step + 1) % accumulation == 0 or step + 1 == len(loader):
             if scaler:
                 scaler.step(optimizer)

@@ -10,6 +10,7 @@ step, so efficiency = counted FLOPs / seconds / peak.
 """
 import argparse
 import contextlib
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -48,11 +49,29 @@ def timed(function, device, min_seconds, warmup=2):
             return elapsed / calls
 
 
-def matmul_peak(dtype, device, min_seconds):
-    """FLOP/s of a large square matmul: the practical ceiling for transformer work on this machine."""
+def matmul_peak(dtype, device, min_seconds, rounds=4):
+    """FLOP/s of a large square matmul, best of `rounds`: the practical ceiling for transformer work here."""
     n = 8192 if device.type == "cuda" else 1536
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    return 2 * n ** 3 / timed(lambda: a @ b, device, min_seconds)
+    return max(2 * n ** 3 / timed(lambda: a @ b, device, min_seconds / rounds) for _ in range(rounds))
+
+
+@dataclasses.dataclass
+class Result:
+    """One line of the table: frames/s and model FLOP/s of the training step and of inference."""
+
+    label: str
+    precision: str
+    train: tuple = None  # (frames/s, FLOP/s)
+    inference: tuple = None
+    memory: str = ""
+
+    def line(self, peak: float) -> str:
+        parts = [f"{self.label:<20}"]
+        for name, figures in (("train", self.train), ("inference", self.inference)):
+            if figures:
+                parts.append(f"{name} {figures[0]:8.2f} frames/s {100 * figures[1] / peak:5.1f}% of {self.precision} peak")
+        return " | ".join(parts) + self.memory
 
 
 def state_bytes(*tensors) -> int:
@@ -101,8 +120,8 @@ def build(arch, frames, size, device, compile_visual, grad_checkpointing):
     return model, header, encoder
 
 
-def measure(args, precision, device, compile_visual, peaks):
-    model, header, encoder = build(args.arch, args.frames, args.size, device, compile_visual, args.grad_checkpointing)
+def measure(args, precision, device, compile_visual, grad_checkpointing) -> list:
+    model, header, encoder = build(args.arch, args.frames, args.size, device, compile_visual, grad_checkpointing)
     with autocast(precision, device):
         texts = ClassTexts.build(encoder, text_prompt([f"action {i}" for i in range(args.classes)]), True, device,
                                  contextlib.nullcontext)
@@ -137,18 +156,16 @@ def measure(args, precision, device, compile_visual, peaks):
     memory = "" if compile_visual else training_memory(forward, update, state, device)
     model.set_grad_checkpointing(False)  # model FLOPs: recomputation is a cost, not useful work
     train_flops = counted_flops(train_step)
-    model.set_grad_checkpointing(args.grad_checkpointing)
+    model.set_grad_checkpointing(grad_checkpointing)
     encoder.eval()
     header.eval()
     infer_seconds = timed(inference, device, args.seconds)
     infer_flops = counted_flops(inference)
-    peak = peaks[precision]
     clip_count = args.batch * args.frames
-    label = precision + (" + compile" if compile_visual else "") + (" + grad ckpt" if args.grad_checkpointing else "")
-    print(f"{label:<22} train {clip_count / train_seconds:8.2f} frames/s  {100 * train_flops / train_seconds / peak:5.1f}% of "
-          f"{precision} peak | inference {clip_count / infer_seconds:8.2f} frames/s  "
-          f"{100 * infer_flops / infer_seconds / peak:5.1f}%{memory}", flush=True)
-    if precision != "fp32":
+    label = precision + (" + compile" if compile_visual else "") + (" + grad ckpt" if grad_checkpointing else "")
+    results = [Result(label, precision, (clip_count / train_seconds, train_flops / train_seconds),
+                      (clip_count / infer_seconds, infer_flops / infer_seconds), memory)]
+    if precision != "fp32" and not (compile_visual or grad_checkpointing):
         # Inference with the weights themselves in reduced precision: no per-op casts of fp32 weights.
         encoder.to(DTYPES[precision])
         header.to(DTYPES[precision])
@@ -156,8 +173,9 @@ def measure(args, precision, device, compile_visual, peaks):
         views = frames[:, None].to(DTYPES[precision])
         with torch.no_grad():
             seconds = timed(lambda: view_scores(encoder, header, views, eot, tokens), device, args.seconds)
-        print(f"{precision + ' weights':<22} inference {clip_count / seconds:8.2f} frames/s  "
-              f"{100 * infer_flops / seconds / peak:5.1f}% of {precision} peak", flush=True)
+        results.append(Result(precision + " weights", precision,
+                              inference=(clip_count / seconds, infer_flops / seconds)))
+    return results
 
 
 def add_model_arguments(parser: argparse.ArgumentParser):
@@ -175,7 +193,7 @@ def main(argv=None):
     parser.add_argument("--precisions", nargs="+", default=None, choices=list(DTYPES),
                         help="default: fp32 and bf16 on CPU, bf16 on GPU")
     parser.add_argument("--compile", action="store_true", help="also measure with torch.compile of the visual tower")
-    parser.add_argument("--grad_checkpointing", action="store_true")
+    parser.add_argument("--grad_checkpointing", action="store_true", help="also measure with activation recomputation")
     parser.add_argument("--seconds", type=float, default=8.0, help="minimum timing window per figure")
     parser.add_argument("--cpu", action="store_true")
     args = parser.parse_args(argv)
@@ -185,12 +203,26 @@ def main(argv=None):
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"{args.arch}, {args.frames} frames, batch {args.batch}, {args.size}px, Transf+VCS, text frozen; {name}; "
           f"torch {torch.__version__}")
-    peaks = {p: matmul_peak(DTYPES[p], device, args.seconds / 2) for p in precisions}
-    print("matmul peak: " + ", ".join(f"{p} {v / 1e9:.0f} GFLOP/s" for p, v in peaks.items()))
+    first_peaks = {p: matmul_peak(DTYPES[p], device, args.seconds / 2) for p in precisions}
+    results = []
+    variants = [(False, False)] + [(True, False)] * args.compile + [(False, True)] * args.grad_checkpointing
     for precision in precisions:
-        measure(args, precision, device, False, peaks)
-        if args.compile:
-            measure(args, precision, device, True, peaks)
+        for compile_visual, grad_checkpointing in variants:
+            print(f"measuring {precision}{' + compile' * compile_visual}{' + grad ckpt' * grad_checkpointing} ...",
+                  flush=True)
+            try:
+                results += measure(args, precision, device, compile_visual, grad_checkpointing)
+            except torch.OutOfMemoryError as error:  # a larger model may only fit with recomputation
+                print(f"  out of memory: {str(error).splitlines()[0]}", flush=True)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()  # the next variant starts from free memory
+    # The ceiling is the best the machine showed, at the start or the end (shared machines drift).
+    last_peaks = {p: matmul_peak(DTYPES[p], device, args.seconds / 2) for p in precisions}
+    peaks = {p: max(first_peaks[p], last_peaks[p]) for p in precisions}
+    print("matmul peak: " + ", ".join(f"{p} {peaks[p] / 1e9:.0f} GFLOP/s (start {first_peaks[p] / 1e9:.0f}, end "
+                                      f"{last_peaks[p] / 1e9:.0f})" for p in precisions))
+    for result in results:
+        print(result.line(peaks[result.precision]))
 
 
 if __name__ == "__main__":

@@ -120,8 +120,8 @@ def out_of_memory_advice(config):
             advice = "lower data.batch_size and raise solver.grad_accumulation_steps to keep the effective batch"
         else:
             advice = ("set network.grad_checkpointing=True (activations are recomputed in backward: about a "
-                      "tenth of the activation memory for about a fifth more time; the original implementation "
-                      "always does this), or lower data.batch_size and raise solver.grad_accumulation_steps")
+                      "tenth of the activation memory for 10-40% more time; the original implementation always "
+                      "does this), or lower data.batch_size and raise solver.grad_accumulation_steps")
         raise torch.OutOfMemoryError(f"out of memory in a training step of data.batch_size "
                                      f"{config.data.batch_size}: {advice}. {error}") from error
 

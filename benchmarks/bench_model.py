@@ -126,7 +126,7 @@ def measure(args, precision, device, compile_visual, grad_checkpointing) -> list
         texts = ClassTexts.build(encoder, text_prompt([f"action {i}" for i in range(args.classes)]), True, device,
                                  contextlib.nullcontext)
     trainable = [p for p in list(model.parameters()) + list(header.parameters()) if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=1e-5, fused=device.type == "cuda" or None)
+    optimizer = torch.optim.AdamW(trainable, lr=1e-5, fused=True)
     frames = torch.randn(args.batch, args.frames, 3, args.size, args.size, device=device)
     labels = torch.arange(args.batch, device=device) % args.classes
 

@@ -11,6 +11,7 @@ step, so efficiency = counted FLOPs / seconds / peak.
 import argparse
 import contextlib
 import dataclasses
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -35,18 +36,18 @@ def synchronize(device):
 
 
 def timed(function, device, min_seconds, warmup=2):
-    """Seconds per call, after warm-up, over at least `min_seconds`."""
+    """Median seconds per call, after warm-up, over at least `min_seconds` and 5 calls: the median
+    ignores the slow calls of a busy shared machine."""
     for _ in range(warmup):
         function()
     synchronize(device)
-    calls, start = 0, time.perf_counter()
-    while True:
+    durations, start = [], time.perf_counter()
+    while time.perf_counter() - start < min_seconds or len(durations) < 5:
+        begin = time.perf_counter()
         function()
-        calls += 1
         synchronize(device)
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_seconds and calls >= 3:
-            return elapsed / calls
+        durations.append(time.perf_counter() - begin)
+    return statistics.median(durations)
 
 
 def matmul_peak(dtype, device, min_seconds, rounds=4):

@@ -206,7 +206,8 @@ def main(argv=None):
           f"torch {torch.__version__}")
     first_peaks = {p: matmul_peak(DTYPES[p], device, args.seconds / 2) for p in precisions}
     results = []
-    variants = [(False, False)] + [(True, False)] * args.compile + [(False, True)] * args.grad_checkpointing
+    # Compiled variants last, each followed by a reset: compiled code left behind slowed later eager lines.
+    variants = [(False, False)] + [(False, True)] * args.grad_checkpointing + [(True, False)] * args.compile
     for precision in precisions:
         for compile_visual, grad_checkpointing in variants:
             print(f"measuring {precision}{' + compile' * compile_visual}{' + grad ckpt' * grad_checkpointing} ...",
@@ -215,6 +216,8 @@ def main(argv=None):
                 results += measure(args, precision, device, compile_visual, grad_checkpointing)
             except torch.OutOfMemoryError as error:  # a larger model may only fit with recomputation
                 print(f"  out of memory: {str(error).splitlines()[0]}", flush=True)
+            if compile_visual:
+                torch.compiler.reset()
             if device.type == "cuda":
                 torch.cuda.empty_cache()  # the next variant starts from free memory
     # The ceiling is the best the machine showed, at the start or the end (shared machines drift).

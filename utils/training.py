@@ -1,6 +1,7 @@
 """Training of the video branch: precision, frozen towers, class texts, one epoch, checkpoints for resume."""
 import contextlib
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -142,8 +143,9 @@ def train_one_epoch(encoder, header, loader, optimizer, scheduler, scaler, texts
         with out_of_memory_advice(config):
             with autocast():
                 loss = training_step_loss(encoder, header, frames, labels, texts, config.solver.loss_type)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, step {step}: stopping before "
+            loss_value = loss.item()  # the step's one wait for the device; used below for every report
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(f"loss is {loss_value} at epoch {epoch}, step {step}: stopping before "
                                          "the weights are corrupted (lower solver.lr or use fp32)")
             (scaler.scale(loss / accumulation) if scaler else loss / accumulation).backward()
         if (step + 1) % accumulation == 0 or step + 1 == len(loader):
@@ -155,13 +157,13 @@ def train_one_epoch(encoder, header, loader, optimizer, scheduler, scaler, texts
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
         elapsed = time.monotonic() - end
-        total_loss += loss.item()
+        total_loss += loss_value
         data_time += waited
         step_time += elapsed
-        progress.update(loss=loss.item(), lr=optimizer.param_groups[0]["lr"], data=waited, time=elapsed)
+        progress.update(loss=loss_value, lr=optimizer.param_groups[0]["lr"], data=waited, time=elapsed)
         if writer is not None:
             global_step = epoch * len(loader) + step + 1
-            writer.add_scalar("train/loss", loss.item(), global_step)
+            writer.add_scalar("train/loss", loss_value, global_step)
             writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], global_step)
         end = time.monotonic()
     if len(loader):

@@ -15,3 +15,20 @@ nproc_per_node() {
 launch_local() {
     exec torchrun --standalone --nproc_per_node="$(nproc_per_node)" "$@"
 }
+
+# launch_with "config weights" PROGRAM ARGS...: the first ARGS are the values of the named options, the
+# rest go to PROGRAM as they are; too few arguments print the usage and exit 2.
+launch_with() {
+    local names=($1) program=$2
+    shift 2
+    if [ $# -lt ${#names[@]} ]; then
+        echo "usage: $(basename "$0") ${names[*]^^} [$program arguments...]" >&2
+        exit 2
+    fi
+    local options=() name
+    for name in "${names[@]}"; do
+        options+=("--$name" "$1")
+        shift
+    done
+    launch_local "$program" "${options[@]}" "$@"
+}

@@ -5,6 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/launch_common.sh
-[ $# -ge 1 ] || { echo "usage: $0 CONFIG [train_co.py arguments...]" >&2; exit 2; }
-config=$1; shift
-launch_local train_co.py --config "$config" "$@"
+launch_with config train_co.py "$@"

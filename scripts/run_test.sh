@@ -3,6 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/launch_common.sh
-[ $# -ge 2 ] || { echo "usage: $0 CONFIG WEIGHTS [test.py arguments...]" >&2; exit 2; }
-config=$1; weights=$2; shift 2
-launch_local test.py --config "$config" --weights "$weights" "$@"
+launch_with "config weights" test.py "$@"

@@ -225,8 +225,9 @@ def write_mp4(path, frames, fps=FPS, crf=18):
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": str(crf), "preset": "fast", "threads": "1"}
         for frame in frames:
-            # converted here: leaving the conversion to encode() gave other bytes now and then with threads
-            yuv = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format="yuv420p")
+            # one conversion thread too: PyAV 17+ converts in slices on every core, which gave other
+            # chroma bytes now and then under load
+            yuv = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format="yuv420p", threads=1)
             container.mux(stream.encode(yuv))
         container.mux(stream.encode())
 

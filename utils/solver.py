@@ -17,10 +17,10 @@ def build_optimizer(solver, clip_model: nn.Module, heads: list) -> torch.optim.O
     # about 3x faster than the per-tensor loop on a 2-core CPU, ~5% of a batch-2 training step.
     fused = all(p.device.type in ("cuda", "cpu") for group in groups for p in group["params"]) or None
     if solver.optim == "adamw":
-        return torch.optim.AdamW(groups, betas=(0.9, 0.98), eps=1e-8, weight_decay=solver.weight_decay, fused=fused)
+        return torch.optim.AdamW(groups, betas=(0.9, 0.999), eps=1e-8, weight_decay=solver.weight_decay, fused=fused)
     if solver.optim == "adam":
         # The original uses CLIP's pre-training weight decay with Adam.
-        return torch.optim.Adam(groups, betas=(0.9, 0.98), eps=1e-8, weight_decay=0.2, fused=fused)
+        return torch.optim.Adam(groups, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.2, fused=fused)
     if solver.optim == "sgd":
         return torch.optim.SGD(groups, lr=solver.lr, momentum=solver.momentum, weight_decay=solver.weight_decay)
     raise ValueError(f"solver.optim: unknown optimizer {solver.optim!r} (adamw, adam, sgd)")

@@ -1,11 +1,17 @@
 """Reading only the sampled frames, from frame folders (JPEG/PNG files) or video files.
 
 Every reader returns uint8 tensors [N, 3, H, W] (RGB) in the order of the requested indices, repeats
-included, and raises `SampleReadError` naming the file when a frame or video cannot be read.
-Videos are decoded with decord when it is installed, else with PyAV.
+included, and raises `SampleReadError` naming the file and the reason when a frame or video cannot be
+read. Videos are decoded with decord when it is installed, else with PyAV. What the decoders' native
+code writes to stderr is kept out of the user's way: it goes into that error, or to the debug log.
 """
+import contextlib
+import logging
 import os
 import string
+import sys
+import tempfile
+import threading
 
 import av
 import numpy as np
@@ -16,6 +22,8 @@ try:
     import decord
 except ImportError:  # decord has wheels for x86-64 only; PyAV covers the rest
     decord = None
+
+logger = logging.getLogger(__name__)
 
 VIDEO_BACKENDS = ("decord", "pyav")
 
@@ -80,15 +88,50 @@ def _stack_channels_last(frames_hwc, inverse):
     return torch.stack([frames_hwc[i] for i in inverse.tolist()]).permute(0, 3, 1, 2)
 
 
+_STDERR_LOCK = threading.Lock()  # file descriptor 2 is shared by the process's threads
+
+
+@contextlib.contextmanager
+def native_stderr_captured():
+    """Collects what native code (decord's C++ log, FFmpeg's) writes to file descriptor 2 meanwhile.
+
+    Yields a list that holds the captured text, stripped, once the block ends. decord prints its own
+    error line (and FFmpeg's) before raising an exception with a truncated message; the caller puts the
+    text into its error instead. Threads of one process take turns here.
+    """
+    captured = []
+    with _STDERR_LOCK, tempfile.TemporaryFile() as sink:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            captured.append(sink.read().decode(errors="replace").strip())
+            if captured[0]:
+                logger.debug("decoder output: %s", captured[0])
+
+
+def _ffmpeg_reason(err):
+    """FFmpeg's reason without the errno and file name that PyAV's message repeats."""
+    return getattr(err, "strerror", None) or str(err)
+
+
 class DecordVideo:
     """A video opened with decord; frames are fetched by index with its accurate seeking."""
 
     def __init__(self, path):
         self.path = path
         try:
-            self._reader = decord.VideoReader(path, num_threads=1)
+            with native_stderr_captured() as output:
+                self._reader = decord.VideoReader(path, num_threads=1)
         except (RuntimeError, decord.DECORDError) as err:
-            raise SampleReadError(f"cannot open video {path}: {err}") from err
+            PyAVVideo(path)  # raises with FFmpeg's complete reason; decord's exception cuts it short
+            reason = " ".join(output[0].split()) or str(err)
+            raise SampleReadError(f"cannot open video {path}: decord cannot read it: {reason}") from err
 
     def __len__(self):
         return len(self._reader)
@@ -96,10 +139,12 @@ class DecordVideo:
     def get_frames(self, indices):
         unique, inverse = _unique_with_inverse(indices)
         try:
-            frames = self._reader.get_batch(unique.tolist()).asnumpy()
+            with native_stderr_captured() as output:
+                frames = self._reader.get_batch(unique.tolist()).asnumpy()
         except (RuntimeError, IndexError, decord.DECORDError) as err:
+            details = " ".join(f"{err} {output[0]}".split())
             raise SampleReadError(f"cannot decode frames {unique.tolist()} of video {self.path} "
-                                  f"(truncated or corrupt?): {err}") from err
+                                  f"(truncated or corrupt?): {details}") from err
         return _stack_channels_last(list(torch.from_numpy(frames)), inverse)
 
 
@@ -122,7 +167,7 @@ class PyAVVideo:
                 self._pts = sorted(packet.pts for packet in container.demux(stream) if packet.pts is not None)
                 announced = stream.frames
         except (av.FFmpegError, OSError) as err:
-            raise SampleReadError(f"cannot open video {path}: {err}") from err
+            raise SampleReadError(f"cannot open video {path}: {_ffmpeg_reason(err)}") from err
         if announced and len(self._pts) < announced:
             raise SampleReadError(f"video {path} is truncated: its header announces {announced} frames, "
                                   f"the file holds {len(self._pts)}")
@@ -149,7 +194,8 @@ class PyAVVideo:
                         if position >= target:
                             break
         except (av.FFmpegError, OSError) as err:
-            raise SampleReadError(f"cannot decode video {self.path} (truncated or corrupt?): {err}") from err
+            raise SampleReadError(f"cannot decode video {self.path} (truncated or corrupt?): "
+                                  f"{_ffmpeg_reason(err)}") from err
         missing = sorted(set(unique.tolist()) - set(found))
         if missing:
             raise SampleReadError(f"video {self.path}: frames {missing} of {len(self)} could not be decoded "

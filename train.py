@@ -20,7 +20,7 @@ from utils.config import check_files, load_config
 from utils.curves import tensorboard_writer
 from utils.distributed import init_distributed, run_program
 from utils.evaluation import evaluation_loader, predict, score_metrics
-from utils.logger import setup_logging
+from utils.logger import epoch_label, setup_logging
 from utils.solver import build_optimizer, build_scheduler
 from utils.training import (PRECISIONS, ClassTexts, autocast_for, build_clip, freeze_towers, resolve_precision,
                             resume_training, save_training_checkpoint, seed_everything, train_one_epoch)
@@ -123,7 +123,8 @@ def main(argv=None):
     first_epoch, best_score = config.solver.start_epoch, 0.0
     if config.resume:
         first_epoch, best_score = resume_training(config.resume, clip_model, header, optimizer, scheduler, scaler)
-        logger.info("resumed from %s at epoch %d (best so far %.3f)", config.resume, first_epoch, best_score)
+        logger.info("resumed from %s: %d of %d epochs done (best so far %.3f)", config.resume, first_epoch,
+                    config.solver.epochs, best_score)
 
     encoder = VideoEncoder(clip_model)
     texts = ClassTexts.build(encoder, text_prompt(train_set.class_names), config.network.fix_text, ctx.device,
@@ -152,7 +153,8 @@ def main(argv=None):
             score = result.top1 if result.top1 is not None else result.mean_ap
             is_best = score > best_score
             best_score = max(score, best_score)
-            logger.info("epoch %d validation: %s (best %.3f)", epoch, result.summary(), best_score)
+            logger.info("%s validation: %s (best %.3f)", epoch_label(epoch, config.solver.epochs), result.summary(),
+                        best_score)
             if writer is not None:
                 for name in ("top1", "top5", "mean_ap"):
                     if getattr(result, name) is not None:

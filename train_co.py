@@ -28,7 +28,7 @@ from utils.checkpoint import load_bike_weights, save_atomically
 from utils.config import DATA_FILE_KEYS, check_files, load_config
 from utils.distributed import init_distributed, run_program
 from utils.evaluation import evaluation_loader
-from utils.logger import setup_logging
+from utils.logger import epoch_label, setup_logging
 from utils.solver import build_optimizer, build_scheduler
 from utils.training import (ClassTexts, autocast_for, build_clip, freeze_towers, resolve_precision, resume_training,
                             seed_everything, train_one_epoch, training_checkpoint)
@@ -123,7 +123,8 @@ def main(argv=None):
         if resumed_head is None:
             raise ValueError(f"resume={config.resume} holds no '{ATTRIBUTES_HEAD_KEY}': not a train_co.py checkpoint")
         head.load_state_dict(resumed_head.state_dict())
-        logger.info("resumed from %s at epoch %d (best so far %.3f)", config.resume, first_epoch, best_score)
+        logger.info("resumed from %s: %d of %d epochs done (best so far %.3f)", config.resume, first_epoch,
+                    config.solver.epochs, best_score)
 
     encoder = VideoEncoder(clip_model)
     texts = ClassTexts.build(encoder, text_prompt(train_set.class_names), config.network.fix_text, ctx.device,
@@ -152,7 +153,8 @@ def main(argv=None):
             report = validate()
             is_best = report.fused.top1 > best_score
             best_score = max(report.fused.top1, best_score)
-            logger.info("epoch %d validation (best fused Prec@1 %.3f):\n%s", epoch, best_score, report.summary())
+            logger.info("%s validation (best fused Prec@1 %.3f):\n%s", epoch_label(epoch, config.solver.epochs),
+                        best_score, report.summary())
         if ctx.is_main:
             save_checkpoints(work_dir, is_best, head, epoch=epoch, clip_model=clip_model, header=header,
                              optimizer=optimizer, scheduler=scheduler, scaler=scaler, best_score=best_score,

@@ -52,6 +52,10 @@ def recorded_run(tiny_config, monkeypatch):
 def test_curves_of_a_real_run_equal_what_training_computed(recorded_run, tmp_path):
     run_folder, means, validations, writer = recorded_run
     curves = read_run(run_folder)
+    log = (run_folder / "log.txt").read_text()
+    # One epoch count for people: the last of 2 epochs is "epoch 2/2" in every line, and its curve point at 2.
+    assert "epoch 1/2: mean loss" in log and "epoch 2/2 validation: Overall Prec@1" in log
+    assert "epoch 2/2 [1/" in log and "epoch 0" not in log and "epoch 2 validation" not in log
 
     assert curves.epoch_loss.x == [1, 2]
     assert curves.epoch_loss.y == pytest.approx(means, abs=5e-5)  # logged with 4 decimals
@@ -78,12 +82,14 @@ def test_curves_of_a_real_run_equal_what_training_computed(recorded_run, tmp_pat
     assert image.std() > 10  # not blank: axes, lines and text on white
 
 
-def test_multi_line_summaries_and_map_runs_are_parsed():
-    log = ("2026-01-01 00:00:00,000 INFO utils.training: epoch 0: mean loss 2.5000, data wait 1.0% of step time\n"
-           "2026-01-01 00:00:01,000 INFO bike: epoch 0 validation: Overall Prec@1 10.000% Prec@5 50.000%\n"
+@pytest.mark.parametrize("first, second", [("epoch 1/2", "epoch 2/2"),  # counted from 1, as logs are now
+                                           ("epoch 0", "epoch 1")])  # logs written before: counted from 0
+def test_multi_line_summaries_and_map_runs_are_parsed(first, second):
+    log = (f"2026-01-01 00:00:00,000 INFO utils.training: {first}: mean loss 2.5000, data wait 1.0% of step time\n"
+           f"2026-01-01 00:00:01,000 INFO bike: {first} validation: Overall Prec@1 10.000% Prec@5 50.000%\n"
            "Overall mAP 12.500% (best 10.000)\n"
-           "2026-01-01 00:00:02,000 INFO bike: epoch 1 [2/4] loss 2.25, lr 5e-05, data 0.01, time 0.3, eta 0:00:01\n"
-           "2026-01-01 00:00:03,000 INFO bike: epoch 1 validation: Overall mAP 20.000% (best 20.000)\n")
+           f"2026-01-01 00:00:02,000 INFO bike: {second} [2/4] loss 2.25, lr 5e-05, data 0.01, time 0.3, eta 0:00:01\n"
+           f"2026-01-01 00:00:03,000 INFO bike: {second} validation: Overall mAP 20.000% (best 20.000)\n")
     curves = parse_log(log)
     assert (curves.epoch_loss.x, curves.epoch_loss.y) == ([1], [2.5])
     assert (curves.step_loss.x, curves.step_loss.y, curves.step_lr.y) == ([1.5], [2.25], [5e-05])

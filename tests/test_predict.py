@@ -108,3 +108,17 @@ def test_clear_errors(tiny_config, checkpoint, tmp_path):
     (tmp_path / "empty.txt").write_text("\n\n")
     with pytest.raises(SystemExit, match="empty.txt names no classes"):
         predict.main([*base, video, "--classes", str(tmp_path / "empty.txt")])
+
+
+def test_the_checkpoint_epoch_is_counted_as_in_the_training_log(tiny_config, checkpoint, tmp_path, caplog):
+    config, video = one_video_config(tiny_config, tmp_path, "RGB")
+    with caplog.at_level("INFO"):
+        predict.main(["--config", config, "--weights", checkpoint, video, "--cpu"])
+    assert f"loaded {checkpoint} (epoch 8)" in caplog.text  # the original's field 'epoch' is 0-based: 7
+
+    saved = torch.load(checkpoint, weights_only=True) | {"epoch": 11, "config": {"solver": {"epochs": 12}}}
+    torch.save(saved, tmp_path / "last.pt")
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        predict.main(["--config", config, "--weights", str(tmp_path / "last.pt"), video, "--cpu"])
+    assert f"loaded {tmp_path / 'last.pt'} (epoch 12/12)" in caplog.text

@@ -33,7 +33,7 @@ from modules.video_clip import class_features
 from utils.checkpoint import read_checkpoint
 from utils.distributed import all_gather_no_grad, barrier
 from utils.evaluation import ShardSampler, evaluation_loader, gather_in_list_order, score_metrics
-from utils.logger import Progress
+from utils.logger import Progress, epoch_label
 from utils.losses import symmetric_loss
 
 logger = logging.getLogger(__name__)
@@ -297,7 +297,8 @@ class AttributesBranch:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             total += loss.item()
-        logger.info("epoch %d: attributes branch mean loss %.4f", epoch, total / self.steps)
+        logger.info("%s: attributes branch mean loss %.4f", epoch_label(epoch, self.config.solver.epochs),
+                    total / self.steps)
         return total / self.steps
 
     def val_scores(self) -> torch.Tensor:

@@ -15,6 +15,7 @@ from torch import nn
 
 from clip.model import load_weights
 from clip.weights import safe_load, strip_module_prefix
+from utils.logger import epoch_label
 
 MODEL_KEY = "model_state_dict"
 HEADER_KEY = "fusion_model_state_dict"
@@ -28,6 +29,14 @@ def read_checkpoint(path) -> dict:
         raise ValueError(f"{path} is not a BIKE checkpoint: expected a dict with '{MODEL_KEY}' "
                          f"(and '{HEADER_KEY}'), found {found}")
     return checkpoint
+
+
+def trained_epoch_label(checkpoint: dict) -> str:
+    """The epoch a checkpoint was saved after, as logs count ('epoch 12/12'; the field is 0-based)."""
+    if not isinstance(checkpoint.get("epoch"), int):
+        return "epoch unknown"
+    total = ((checkpoint.get("config") or {}).get("solver") or {}).get("epochs")
+    return epoch_label(checkpoint["epoch"], total)
 
 
 def load_bike_weights(path, clip_model: nn.Module, video_header: Optional[nn.Module] = None) -> dict:

@@ -9,13 +9,16 @@ from typing import List, Optional
 logger = logging.getLogger(__name__)
 
 NUMBER = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf)"
-# "bike: epoch 0 [10/36] loss 1.52, lr 0.0001, data 0.01, time 0.3, eta 0:00:12" (logged when not on a terminal)
-STEP_LINE = re.compile(r"epoch (\d+) \[(\d+)/(\d+)\] (.*), eta ")
+# An epoch as logs name it: "epoch 12/12" (counted from 1), or "epoch 11" in logs written before that
+# convention (counted from 0, as checkpoints still store it).
+EPOCH = r"epoch (\d+)(/\d+)?"
+# "bike: epoch 1/12 [10/36] loss 1.52, lr 0.0001, data 0.01, time 0.3, eta 0:00:12" (logged when not on a terminal)
+STEP_LINE = re.compile(rf"{EPOCH} \[(\d+)/(\d+)\] (.*), eta ")
 VALUE = re.compile(rf"(\w+) ({NUMBER})")
-# "utils.training: epoch 0: mean loss 1.5010, data wait 3.5% of step time"
-EPOCH_LINE = re.compile(rf"epoch (\d+): mean loss ({NUMBER})")
-# "bike: epoch 1 validation: Overall Prec@1 27.083% Prec@5 94.792% (best 27.083)"; the summary may span lines
-VALIDATION_LINE = re.compile(r"epoch (\d+) validation: (.*?) \(best ", re.S)
+# "utils.training: epoch 1/12: mean loss 1.5010, data wait 3.5% of step time"
+EPOCH_LINE = re.compile(rf"{EPOCH}: mean loss ({NUMBER})")
+# "bike: epoch 2/12 validation: Overall Prec@1 27.083% Prec@5 94.792% (best 27.083)"; the summary may span lines
+VALIDATION_LINE = re.compile(rf"{EPOCH} validation: (.*?) \(best ", re.S)
 TOP1 = re.compile(rf"Prec@1 ({NUMBER})%")
 TOP5 = re.compile(rf"Prec@5 ({NUMBER})%")
 MEAN_AP = re.compile(rf"mAP ({NUMBER})%")
@@ -54,15 +57,21 @@ def _search_number(pattern: re.Pattern, text: str) -> Optional[float]:
     return float(match.group(1)) if match else None
 
 
+def _epoch_end(match: re.Match) -> int:
+    """Where the end of the matched epoch sits on the time axis: its number as people count it."""
+    number, of_total = match.group(1, 2)
+    return int(number) if of_total else int(number) + 1
+
+
 def parse_log(text: str) -> TrainingCurves:
     """The curves logged by `train.py`; a resumed run that logs an epoch again keeps both entries in order."""
     curves = TrainingCurves()
     for line in text.splitlines():
         step = STEP_LINE.search(line)
         if step:
-            epoch, index, total = (int(g) for g in step.group(1, 2, 3))
-            values = {key: float(value) for key, value in VALUE.findall(step.group(4))}
-            x = epoch + index / total
+            index, total = int(step.group(3)), int(step.group(4))
+            values = {key: float(value) for key, value in VALUE.findall(step.group(5))}
+            x = _epoch_end(step) - 1 + index / total
             if "loss" in values:
                 curves.step_loss.add(x, values["loss"])
             if "lr" in values:
@@ -70,9 +79,9 @@ def parse_log(text: str) -> TrainingCurves:
             continue
         summary = EPOCH_LINE.search(line)
         if summary:
-            curves.epoch_loss.add(int(summary.group(1)) + 1, float(summary.group(2)))
+            curves.epoch_loss.add(_epoch_end(summary), float(summary.group(3)))
     for validation in VALIDATION_LINE.finditer(text):
-        x, scores = int(validation.group(1)) + 1, validation.group(2)
+        x, scores = _epoch_end(validation), validation.group(3)
         for series, pattern in ((curves.top1, TOP1), (curves.top5, TOP5), (curves.mean_ap, MEAN_AP)):
             value = _search_number(pattern, scores)
             if value is not None:

@@ -6,7 +6,7 @@ import clip
 from datasets.build import build_dataset
 from modules import VideoHeader, text_prompt
 from modules.video_clip import VideoEncoder, class_features
-from utils.checkpoint import MODEL_KEY, load_header_weights, read_checkpoint
+from utils.checkpoint import MODEL_KEY, load_header_weights, read_checkpoint, trained_epoch_label
 from clip.weights import strip_module_prefix
 from utils.evaluation import evaluation_loader
 from utils.training import PRECISIONS, build_clip
@@ -44,7 +44,7 @@ def load_video_model(config, weights=None, device="cpu"):
                                       joint_st=network.joint_st)
         header = VideoHeader.for_clip(network.sim_header, network.interaction, clip_model)
         load_header_weights(checkpoint, header, weights)
-        logger.info("loaded %s (epoch %s)", weights, checkpoint.get("epoch"))
+        logger.info("loaded %s (%s)", weights, trained_epoch_label(checkpoint))
     else:
         clip_model = build_clip(config)
         header = VideoHeader.for_clip(network.sim_header, network.interaction, clip_model)

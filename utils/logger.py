@@ -4,6 +4,7 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Optional
 
 from tqdm import tqdm
 
@@ -25,6 +26,12 @@ def setup_logging(output_dir=None, is_main=True, filename="log.txt") -> logging.
         file_handler.setFormatter(logging.Formatter(FORMAT))
         root.addHandler(file_handler)
     return logging.getLogger("bike")
+
+
+def epoch_label(epoch: int, total: Optional[int] = None) -> str:
+    """How people count epochs: the loop's 0-based `epoch` 11 of 12 is 'epoch 12/12' in every log line
+    and tool (checkpoints keep the original's 0-based field 'epoch', so released ones load and resume)."""
+    return f"epoch {epoch + 1}/{total}" if total else f"epoch {epoch + 1}"
 
 
 class Progress:
@@ -60,4 +67,14 @@ class Progress:
         elif self.step % self.print_freq == 0 or self.step == self.total:
             elapsed = time.monotonic() - self.start
             eta = timedelta(seconds=int(elapsed / self.step * (self.total - self.step)))
-            self.logger.info("%s [%d/%d] %s, eta %s", self.description, self.step, self.total, text, eta)
+            self.logger.info("%s [%d/%d]%s, eta %s", self.description, self.step, self.total,
+                             f" {text}" if text else "", eta)
+
+
+def track(iterable, total: int, description: str, lines: int = 10, bars: bool = True):
+    """Yields the items of `iterable`: a progress bar on a terminal, else about `lines` log lines in all
+    (a bar written to a log file would become one very long line)."""
+    progress = Progress(iterable, total, description, max(total // lines, 1), bars)
+    for item in progress:
+        progress.update()
+        yield item

@@ -15,7 +15,7 @@ from datasets.transforms import normalize_on_device
 from modules.video_clip import VideoEncoder, class_features
 from utils.checkpoint import HEADER_KEY, MODEL_KEY, load_bike_weights, save_atomically
 from utils.distributed import all_gather_no_grad, all_gather_with_grad
-from utils.logger import Progress
+from utils.logger import Progress, epoch_label
 from utils.losses import symmetric_loss
 
 logger = logging.getLogger(__name__)
@@ -134,7 +134,8 @@ def train_one_epoch(encoder, header, loader, optimizer, scheduler, scaler, texts
     encoder.train()
     header.train()
     accumulation = config.solver.grad_accumulation_steps
-    progress = Progress(loader, len(loader), f"epoch {epoch}", config.logging.print_freq, show_progress)
+    label = epoch_label(epoch, config.solver.epochs)
+    progress = Progress(loader, len(loader), label, config.logging.print_freq, show_progress)
     total_loss, data_time, step_time = 0.0, 0.0, 0.0
     end = time.monotonic()
     for step, (frames, labels) in enumerate(progress):
@@ -145,7 +146,7 @@ def train_one_epoch(encoder, header, loader, optimizer, scheduler, scaler, texts
                 loss = training_step_loss(encoder, header, frames, labels, texts, config.solver.loss_type)
             loss_value = loss.item()  # the step's one wait for the device; used below for every report
             if not math.isfinite(loss_value):
-                raise FloatingPointError(f"loss is {loss_value} at epoch {epoch}, step {step}: stopping before "
+                raise FloatingPointError(f"loss is {loss_value} at {label}, step {step + 1}: stopping before "
                                          "the weights are corrupted (lower solver.lr or use fp32)")
             (scaler.scale(loss / accumulation) if scaler else loss / accumulation).backward()
         if (step + 1) % accumulation == 0 or step + 1 == len(loader):
@@ -167,7 +168,7 @@ def train_one_epoch(encoder, header, loader, optimizer, scheduler, scaler, texts
             writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], global_step)
         end = time.monotonic()
     if len(loader):
-        logger.info("epoch %d: mean loss %.4f, data wait %.1f%% of step time", epoch, total_loss / len(loader),
+        logger.info("%s: mean loss %.4f, data wait %.1f%% of step time", label, total_loss / len(loader),
                     100 * data_time / max(step_time, 1e-9))
     return total_loss / max(len(loader), 1)
 

@@ -127,8 +127,8 @@ def main(argv=None):
                     config.solver.epochs, best_score)
 
     encoder = VideoEncoder(clip_model)
-    texts = ClassTexts.build(encoder, text_prompt(train_set.class_names), config.network.fix_text, ctx.device,
-                             autocast)
+    texts = ClassTexts.build(encoder, text_prompt(train_set.class_names, tokenizer=encoder.tokenize),
+                             config.network.fix_text, ctx.device, autocast)
     train_encoder, train_header = encoder, header
     if ctx.distributed:
         device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None

@@ -107,8 +107,9 @@ def main(argv=None):
     clip_model, header, head = build_models(config, ctx.device, precision)
     train_set, val_set = build_dataset(config, "train"), build_dataset(config, "val")
     topk = config.data.select_topk_attributes or DEFAULT_TOPK
-    train_sentences = AttributesDataset(train_set, config.data.attributes_train_path, topk)
-    val_sentences = AttributesDataset(val_set, config.data.attributes_val_path, topk)
+    tokenizer = getattr(clip_model, "tokenizer", None)  # open_clip models bring their own
+    train_sentences = AttributesDataset(train_set, config.data.attributes_train_path, topk, tokenizer)
+    val_sentences = AttributesDataset(val_set, config.data.attributes_val_path, topk, tokenizer)
     train_loader = video_training.train_loader_for(train_set, config, ctx)
     val_loader = evaluation_loader(val_set, config.data.batch_size, config.data.workers, ctx.rank, ctx.world_size)
 
@@ -127,8 +128,8 @@ def main(argv=None):
                     config.solver.epochs, best_score)
 
     encoder = VideoEncoder(clip_model)
-    texts = ClassTexts.build(encoder, text_prompt(train_set.class_names), config.network.fix_text, ctx.device,
-                             autocast)
+    texts = ClassTexts.build(encoder, text_prompt(train_set.class_names, tokenizer=encoder.tokenize),
+                             config.network.fix_text, ctx.device, autocast)
     train_encoder, train_header = distributed(encoder, ctx), distributed(header, ctx)
     attributes = AttributesBranch(encoder, head, distributed(head, ctx), train_sentences, val_sentences,
                                   config.network.fix_text, config, ctx, autocast)

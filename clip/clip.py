@@ -19,7 +19,9 @@ from tqdm import tqdm
 
 from .architectures import OPENAI_ARCHITECTURES, RANDOM_INIT_ARCHITECTURES, architecture, canonical_name
 from .model import CLIP, build_model
-from .weights import read_clip_state_dict
+from .open_clip_backbone import is_open_clip_arch
+from . import open_clip_backbone
+from .weights import WeightsUnavailableError, read_clip_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +41,6 @@ MODEL_URLS = {
     "ViT-L/14": f"{_URL_BASE}/b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836/ViT-L-14.pt",
     "ViT-L/14@336px": f"{_URL_BASE}/3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02/ViT-L-14-336px.pt",
 }
-
-
-class WeightsUnavailableError(FileNotFoundError):
-    """Pretrained weights are neither in the cache folder nor downloadable."""
 
 
 def available_models() -> List[str]:
@@ -108,14 +106,14 @@ def weights_file(name: str, download_root: Optional[Union[str, Path]] = None) ->
     return download(MODEL_URLS[canonical_name(name)], download_root or default_cache_dir())
 
 
-def image_preprocess(resolution: int) -> v2.Compose:
+def image_preprocess(resolution: int, mean=CLIP_MEAN, std=CLIP_STD) -> v2.Compose:
     """OpenAI's image preprocessing (bicubic resize of the short side, center crop, CLIP normalisation)."""
     return v2.Compose([
         v2.ToImage(),
         v2.Resize(resolution, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
         v2.CenterCrop(resolution),
         v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(CLIP_MEAN, CLIP_STD),
+        v2.Normalize(mean, std),
     ])
 
 
@@ -133,7 +131,7 @@ def create_model(name: str, image_resolution: Optional[int] = None, **options) -
 
 def load(name: str, device: Union[str, torch.device] = "cpu", jit: bool = False,
          download_root: Optional[Union[str, Path]] = None, pretrain: bool = True,
-         image_resolution: Optional[int] = None, **options):
+         image_resolution: Optional[int] = None, pretrained: Optional[str] = None, **options):
     """A CLIP model and its image preprocessing, like OpenAI's `clip.load`.
 
     `name`: an OpenAI model name, a small random-init architecture name, or a path to a TorchScript
@@ -142,7 +140,15 @@ def load(name: str, device: Union[str, torch.device] = "cpu", jit: bool = False,
     (num_frames, drop_path, emb_dropout, joint_st, grad_checkpointing). The model is always the eager
     implementation in fp32 (`jit=True` is accepted for compatibility and gives the same outputs).
     `image_resolution` sets the input size of random-init architectures; pretrained weights fix their own.
+    `open_clip:<model>` names go to `clip.open_clip_backbone` with `pretrained` (a file or open_clip tag).
     """
+    if is_open_clip_arch(name):
+        options.pop("num_frames", None)  # only joint space-time attention uses it, which open_clip models lack
+        model = open_clip_backbone.load(name, pretrained, pretrain=pretrain, download_root=download_root, **options)
+        return model.to(device), image_preprocess(model.config.image_resolution, model.image_mean, model.image_std)
+    if pretrained:
+        raise ValueError(f"network.pretrained ({pretrained!r}) names weights of open_clip:<model> architectures only; "
+                         f"OpenAI weights ({name}) are named by network.arch")
     if jit:
         logger.warning("jit=True: the eager model is returned instead of OpenAI's TorchScript module")
     if canonical_name(name) in RANDOM_INIT_ARCHITECTURES:

@@ -8,6 +8,10 @@ from typing import Any
 import torch
 
 
+class WeightsUnavailableError(FileNotFoundError):
+    """Pretrained weights are neither in the cache folder nor downloadable."""
+
+
 class UnsafeWeightsError(ValueError):
     """A file whose unpickling would run code or build arbitrary objects; it is refused, never loaded."""
 

@@ -9,6 +9,7 @@ The attribute sentence of a video is the class prompt template filled with its f
 "This is a video about a1, a2, ..., ak" (the original joins with "," alone, which CLIP tokenizes
 identically).
 """
+import functools
 import json
 import logging
 from pathlib import Path
@@ -81,7 +82,9 @@ class AttributesDataset(Dataset):
     rather than in the middle of training.
     """
 
-    def __init__(self, videos, attributes_file, topk: int = DEFAULT_TOPK):
+    def __init__(self, videos, attributes_file, topk: int = DEFAULT_TOPK, tokenizer=None):
+        """`tokenizer`: the CLIP model's (open_clip models have their own); default OpenAI's, truncating."""
+        self.tokenizer = tokenizer or functools.partial(tokenize, truncate=True)
         if topk < 1:
             raise ValueError(f"data.select_topk_attributes must be at least 1, got {topk}")
         attributes = read_attributes(attributes_file)
@@ -103,4 +106,4 @@ class AttributesDataset(Dataset):
         return len(self.sentences)
 
     def __getitem__(self, index):
-        return tokenize(self.sentences[index], truncate=True)[0], self.labels[index]
+        return self.tokenizer([self.sentences[index]])[0], self.labels[index]

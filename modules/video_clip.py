@@ -2,6 +2,7 @@
 import torch
 from torch import nn
 
+from clip import CLIP_MEAN, CLIP_STD, tokenize
 from clip.model import CLIP
 from modules.video_header import VideoHeader
 
@@ -10,15 +11,28 @@ class VideoEncoder(nn.Module):
     """Wraps CLIP so that one `forward` (the unit DDP synchronises) encodes a batch of clips and texts.
 
     frames: normalised floats [B, T, 3, H, W] -> frame embeddings [B, T, D] ([B, 1, D] with joint
-    space-time attention, which embeds the whole clip at once).
+    space-time attention, which embeds the whole clip at once). The data pipeline normalises with OpenAI's
+    constants; a backbone with other ones (`image_mean`/`image_std`, open_clip models) gets its own through
+    one affine map here. `tokenize` is the backbone's tokenizer (OpenAI's for OpenAI's models), picklable for
+    data workers.
     """
 
     def __init__(self, clip_model: CLIP):
         super().__init__()
         self.clip = clip_model
+        self.tokenize = getattr(clip_model, "tokenizer", tokenize)
+        mean = torch.tensor(getattr(clip_model, "image_mean", CLIP_MEAN))
+        std = torch.tensor(getattr(clip_model, "image_std", CLIP_STD))
+        self.renormalize = not (torch.equal(mean, torch.tensor(CLIP_MEAN)) and torch.equal(std, torch.tensor(CLIP_STD)))
+        if self.renormalize:  # x_model = (x_clip * std_clip + mean_clip - mean) / std, per channel
+            self.register_buffer("input_scale", (torch.tensor(CLIP_STD) / std).view(3, 1, 1), persistent=False)
+            self.register_buffer("input_shift", ((torch.tensor(CLIP_MEAN) - mean) / std).view(3, 1, 1),
+                                 persistent=False)
 
     def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
         batch = frames.shape[0]
+        if self.renormalize:
+            frames = frames * self.input_scale.to(frames.dtype) + self.input_shift.to(frames.dtype)
         return self.clip.encode_image(frames.flatten(0, 1)).view(batch, -1, self.clip.config.embed_dim)
 
     def encode_text(self, texts: torch.Tensor):

@@ -165,7 +165,8 @@ def generate_attributes(encoder, header, dataset, phrases, output, *, topk=5, ba
                 len(keys), sum(map(len, batches)), len(phrases))
 
     with autocast():
-        phrase_eot, phrase_tokens = class_features(encoder, text_prompt(phrases).to(device))
+        prompts = text_prompt(phrases, tokenizer=encoder.tokenize).to(device)
+        phrase_eot, phrase_tokens = class_features(encoder, prompts)
     topk = min(topk, len(phrases))
     loader = DataLoader(dataset, batch_sampler=batches, num_workers=workers,
                         pin_memory=torch.device(device).type == "cuda")
@@ -226,7 +227,8 @@ def all_sentence_features(encoder, dataset, workers, ctx, autocast):
 def prompt_features(encoder, class_names, device, autocast) -> torch.Tensor:
     """Normalised CLIP text features [C, D] (float32) of the class prompts."""
     with autocast():
-        return F.normalize(encoder.clip.encode_text(text_prompt(class_names).to(device)).float(), dim=-1)
+        prompts = text_prompt(class_names, tokenizer=encoder.tokenize).to(device)
+        return F.normalize(encoder.clip.encode_text(prompts).float(), dim=-1)
 
 
 @torch.no_grad()
@@ -335,7 +337,8 @@ def fused_evaluation(encoder, weights, config, dataset, video_scores, labels, ct
         logger.warning("%s holds an attributes head: set data.attributes_val_path to evaluate fused scores", weights)
         return None
     sentences = AttributesDataset(dataset, config.data.attributes_val_path,
-                                  config.data.select_topk_attributes or DEFAULT_TOPK)
+                                  config.data.select_topk_attributes or DEFAULT_TOPK,
+                                  getattr(encoder.clip, "tokenizer", None))
     features, _ = all_sentence_features(encoder, sentences, config.data.workers, ctx, autocast)
     classes = prompt_features(encoder, dataset.class_names, ctx.device, autocast)
     scores = attribute_scores(head.to(ctx.device), features, classes).cpu()

@@ -76,8 +76,8 @@ SCHEMA = {
         "rand_augment": Field(("bool",), False, "torchvision RandAugment on training clips (same ops for all frames)"),
     },
     "network": {
-        "arch": Field(("str",), REQUIRED, "CLIP model name (ViT-B/32, ViT-L/14-336px, RN50, ViT-Tiny/16, ...) "
-                                          "or path to a weight file"),
+        "arch": Field(("str",), REQUIRED, "CLIP model name (ViT-B/32, ViT-L/14-336px, RN50, ViT-Tiny/16, ...), "
+                                          "path to a weight file, or open_clip:<model name> (open_clip:ViT-B-32)"),
         "init": Field(("bool",), True, "load all pretrained CLIP weights; False: only the image tower's (text tower random)"),
         "tm": Field(("bool", "str"), False, "temporal module inside the image encoder: False or its name"),
         "drop_out": Field(("float",), 0.0, "dropout inside the image encoder"),
@@ -94,6 +94,8 @@ SCHEMA = {
         # Keys below are this framework's additions to the original schema.
         "grad_checkpointing": Field(("bool",), False, "recompute encoder activations in backward to save memory"),
         "clip_cache": Field(("str", "null"), None, "folder with OpenAI CLIP weight files; null: the default cache"),
+        "pretrained": Field(("str", "null"), None, "weights of an open_clip:<model> arch: a .bin/.pt/.safetensors "
+                                                   "file or an open_clip pretrained tag; null: random init"),
         "compile": Field(("bool",), False, "torch.compile the image encoder (compare with benchmarks/bench_model.py "
                                            "--compile first: no gain on CPU)"),
     },

@@ -6,6 +6,9 @@ import clip
 from datasets.build import build_dataset
 from modules import VideoHeader, text_prompt
 from modules.video_clip import VideoEncoder, class_features
+from clip.model import load_weights
+from clip.open_clip_backbone import is_open_clip_arch
+from clip import open_clip_backbone
 from utils.checkpoint import MODEL_KEY, load_header_weights, read_checkpoint, trained_epoch_label
 from clip.weights import strip_module_prefix
 from utils.evaluation import evaluation_loader
@@ -39,9 +42,7 @@ def load_video_model(config, weights=None, device="cpu"):
     network = config.network
     if weights:
         checkpoint = read_checkpoint(weights)
-        clip_model = clip.build_model(strip_module_prefix(checkpoint[MODEL_KEY]),
-                                      num_frames=config.data.num_segments * config.data.seg_length,
-                                      joint_st=network.joint_st)
+        clip_model = checkpoint_clip(checkpoint, config, weights)
         header = VideoHeader.for_clip(network.sim_header, network.interaction, clip_model)
         load_header_weights(checkpoint, header, weights)
         logger.info("loaded %s (%s)", weights, trained_epoch_label(checkpoint))
@@ -52,10 +53,30 @@ def load_video_model(config, weights=None, device="cpu"):
     return encoder, header.to(device).eval()
 
 
+def checkpoint_clip(checkpoint, config, path):
+    """The CLIP model of a BIKE checkpoint, its weights loaded.
+
+    OpenAI's is sized from the weights. An open_clip model is rebuilt (no download) from the arch and
+    pretrained tag the checkpoint's config records (else the given config's), then loaded strictly.
+    """
+    network = config.network
+    recorded = (checkpoint.get("config") or {}).get("network") or {}
+    arch = recorded.get("arch") or network.arch
+    state = strip_module_prefix(checkpoint[MODEL_KEY])
+    if not is_open_clip_arch(arch):
+        return clip.build_model(state, num_frames=config.data.num_segments * config.data.seg_length,
+                                joint_st=network.joint_st)
+    if arch != network.arch:
+        logger.warning("%s was trained from %s, not network.arch %s: building %s", path, arch, network.arch, arch)
+    model = open_clip_backbone.load(arch, recorded.get("pretrained", network.pretrained), load_weights=False)
+    load_weights(model, state, what=f"'{MODEL_KEY}' of {path}")
+    return model
+
+
 def class_texts(encoder, class_names, device, autocast):
-    """EOT and token features of the prompted class names."""
+    """EOT and token features of the prompted class names (by the model's own tokenizer)."""
     with autocast():
-        return class_features(encoder, text_prompt(class_names).to(device))
+        return class_features(encoder, text_prompt(class_names, tokenizer=encoder.tokenize).to(device))
 
 
 def test_loader(config, ctx, test_crops, test_clips, dense):

@@ -51,13 +51,14 @@ def seed_everything(seed: int):
 def build_clip(config) -> clip.CLIP:
     network = config.network
     model, _ = clip.load(network.arch, device="cpu", pretrain=network.init, download_root=network.clip_cache,
+                         pretrained=network.pretrained,
                          num_frames=config.data.num_segments * config.data.seg_length,
                          drop_path=network.drop_out, emb_dropout=network.emb_dropout,
                          joint_st=network.joint_st, grad_checkpointing=network.grad_checkpointing,
                          image_resolution=config.data.input_size)
-    if model.visual.input_resolution != config.data.input_size:
+    if model.config.image_resolution != config.data.input_size:
         raise ValueError(f"data.input_size is {config.data.input_size}, but the CLIP weights of {network.arch} "
-                         f"take {model.visual.input_resolution}-pixel images")
+                         f"take {model.config.image_resolution}-pixel images")
     if network.compile:
         model.visual.compile()  # in place: parameter names and checkpoints stay the same
     return model

@@ -12,7 +12,7 @@ from utils.config import check_files, load_config
 from utils.distributed import init_distributed, run_program
 from utils.evaluation import predict, score_metrics
 from utils.inference import add_evaluation_arguments, class_texts, load_video_model, test_loader
-from utils.logger import setup_logging
+from utils.logger import counted, setup_logging
 from utils.training import autocast_for, resolve_precision
 
 logger = logging.getLogger("bike")
@@ -29,7 +29,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    ctx = init_distributed(force_cpu=args.cpu)
+    ctx = init_distributed(force_cpu=args.cpu, timeout_minutes=args.dist_timeout)
     setup_logging(None, ctx.is_main)
     config = load_config(args.config, args.overrides)
     check_files(config, ("data.val_list", "data.label_list"))
@@ -37,12 +37,16 @@ def main(argv=None):
     crops = args.test_crops or config.data.test_crops
     clips = args.test_clips or config.data.test_clips
     loader = test_loader(config, ctx, crops, clips, args.dense or config.data.dense)
-    logger.info("%d videos x %d clips x %d crops, %d processes", len(loader.dataset), clips, crops, ctx.world_size)
+    logger.info("%s x %s x %s, %s", counted(len(loader.dataset), "video"), counted(clips, "clip"),
+                counted(crops, "crop"), counted(ctx.world_size, "process", "processes"))
 
     encoder, header = load_video_model(config, args.weights, ctx.device)
     eot, tokens = class_texts(encoder, loader.dataset.class_names, ctx.device, autocast)
     scores, labels = predict(encoder, header, loader, eot, tokens, ctx.device, autocast, ctx.is_main and not args.no_progress)
-    result = score_metrics(scores, labels, with_map=str(config.data.dataset).lower().startswith("anet"))
+    # mAP: on the original's scores and conventions; multi-label data also gets the original's printed
+    # running-average figure, which depends on the batch size and the number of processes.
+    result = score_metrics(scores, labels, with_map=str(config.data.dataset).lower().startswith("anet"),
+                           original_batches=(config.data.batch_size, ctx.world_size))
     # Attributes branch: fused scores when the checkpoint holds an attributes head (train_co.py).
     fusion = fused_evaluation(encoder, args.weights, config, loader.dataset, scores, labels, ctx, autocast,
                               args.fusion_weights)

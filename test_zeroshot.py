@@ -15,7 +15,7 @@ from utils.checkpoint import save_atomically
 from utils.config import check_files, load_config
 from utils.distributed import init_distributed, run_program
 from utils.inference import add_evaluation_arguments, class_texts, load_video_model, test_loader
-from utils.logger import setup_logging
+from utils.logger import counted, setup_logging
 from utils.training import autocast_for, resolve_precision
 from utils.zeroshot import (SCORINGS, averaged_softmax, predict_logits, splits_summary, units_per_video,
                             zero_shot_result)
@@ -49,8 +49,9 @@ def evaluate_split(config_path, args, ctx, autocast):
     crops = args.test_crops or config.data.test_crops
     clips = args.test_clips or config.data.test_clips
     loader = test_loader(config, ctx, crops, clips, args.dense or config.data.dense)
-    logger.info("%s: %d videos x %d clips x %d crops, %d classes, %d processes", config_path, len(loader.dataset),
-                clips, crops, loader.dataset.num_classes, ctx.world_size)
+    logger.info("%s: %s x %s x %s, %s, %s", config_path, counted(len(loader.dataset), "video"),
+                counted(clips, "clip"), counted(crops, "crop"), counted(loader.dataset.num_classes, "class", "classes"),
+                counted(ctx.world_size, "process", "processes"))
     encoder, header = load_video_model(config, args.weights, ctx.device)
     eot, tokens = class_texts(encoder, loader.dataset.class_names, ctx.device, autocast)
     return predict_logits(encoder, header, loader, eot, tokens, ctx.device, autocast, views=crops * clips,

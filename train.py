@@ -20,7 +20,7 @@ from utils.config import check_files, load_config
 from utils.curves import tensorboard_writer
 from utils.distributed import init_distributed, run_program
 from utils.evaluation import evaluation_loader, predict, score_metrics
-from utils.logger import epoch_label, setup_logging
+from utils.logger import counted, epoch_label, setup_logging
 from utils.solver import build_optimizer, build_scheduler
 from utils.training import (PRECISIONS, ClassTexts, autocast_for, build_clip, freeze_towers, resolve_precision,
                             resume_training, save_training_checkpoint, seed_everything, train_one_epoch)
@@ -94,8 +94,8 @@ def main(argv=None):
     if ctx.is_main:
         shutil.copy(args.config, work_dir / Path(args.config).name)
         (work_dir / "config_resolved.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    logger.info("run folder %s; %d process(es) on %s; precision %s; torch %s", work_dir, ctx.world_size,
-                ctx.device, precision, torch.__version__)
+    logger.info("run folder %s; %s on %s; precision %s; torch %s", work_dir,
+                counted(ctx.world_size, "process", "processes"), ctx.device, precision, torch.__version__)
     seed_everything(config.seed + ctx.rank)
     show_progress = ctx.is_main and not args.no_progress
 

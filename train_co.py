@@ -28,7 +28,7 @@ from utils.checkpoint import load_bike_weights, save_atomically
 from utils.config import DATA_FILE_KEYS, check_files, load_config
 from utils.distributed import init_distributed, run_program
 from utils.evaluation import evaluation_loader
-from utils.logger import epoch_label, setup_logging
+from utils.logger import counted, epoch_label, setup_logging
 from utils.solver import build_optimizer, build_scheduler
 from utils.training import (ClassTexts, autocast_for, build_clip, freeze_towers, resolve_precision, resume_training,
                             seed_everything, train_one_epoch, training_checkpoint)
@@ -99,8 +99,8 @@ def main(argv=None):
     if ctx.is_main:
         shutil.copy(args.config, work_dir / Path(args.config).name)
         (work_dir / "config_resolved.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    logger.info("co-training in %s; %d process(es) on %s; precision %s; fusion weights %s", work_dir,
-                ctx.world_size, ctx.device, precision, args.fusion_weights)
+    logger.info("co-training in %s; %s on %s; precision %s; fusion weights %s", work_dir,
+                counted(ctx.world_size, "process", "processes"), ctx.device, precision, args.fusion_weights)
     seed_everything(config.seed + ctx.rank)
     show_progress = ctx.is_main and not args.no_progress
 

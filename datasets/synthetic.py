@@ -21,7 +21,6 @@ from pathlib import Path
 import av
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 logger = logging.getLogger(__name__)
 
@@ -267,11 +266,13 @@ def _settings(num_per_class, seed, val_fraction):
             "val_fraction": val_fraction, "height": HEIGHT, "width": WIDTH, "image_tmpl": IMAGE_TMPL}
 
 
-def generate_demo_dataset(root, num_per_class=48, seed=0, val_fraction=0.25, workers=None, progress=True):
+def generate_demo_dataset(root, num_per_class=48, seed=0, val_fraction=0.25, workers=None, progress=None):
     """(Re)generate the whole dataset under `root`; the completion marker is written last.
 
     The last `val_fraction` of each class's clips form the val split. `workers` threads (default: one
-    per CPU) render and encode the clips. Earlier frames/ and videos/ are deleted.
+    per CPU) render and encode the clips. Earlier frames/ and videos/ are deleted. `progress`, when
+    given, reports the finished clips: `progress(iterable, total, description)` yields the items
+    (tools/make_demo_data.py passes `utils.logger.track`: a bar on a terminal, log lines otherwise).
     """
     if num_per_class < 2:
         raise ValueError(f"num_per_class must be at least 2 (one train and one val clip), got {num_per_class}")
@@ -293,8 +294,8 @@ def generate_demo_dataset(root, num_per_class=48, seed=0, val_fraction=0.25, wor
     workers = max(1, os.cpu_count() if workers is None else workers)
     # threads suffice: numpy's array maths and the JPEG and H.264 encoders release the GIL
     with ThreadPoolExecutor(workers) as pool:
-        lengths = list(tqdm(pool.map(_generate_clip, jobs), total=len(jobs), desc="demo dataset", unit="clip",
-                            disable=not progress))
+        finished = pool.map(_generate_clip, jobs)
+        lengths = list(progress(finished, len(jobs), "demo dataset clips") if progress else finished)
 
     num_val = max(1, round(num_per_class * val_fraction))
     lists = {"train": ([], []), "val": ([], [])}
@@ -324,7 +325,7 @@ def is_complete(root, num_per_class=48, seed=0, val_fraction=0.25):
         return False
 
 
-def ensure_demo_dataset(root, num_per_class=48, seed=0, val_fraction=0.25, workers=None, progress=True):
+def ensure_demo_dataset(root, num_per_class=48, seed=0, val_fraction=0.25, workers=None, progress=None):
     """The dataset under `root`, generated first unless a finished one with the same settings is there.
 
     Cheap when the dataset exists (one small file is read), so callers can use it on every start.

@@ -10,7 +10,8 @@ from datasets.transforms import normalize_on_device
 from modules.video_clip import view_scores
 from utils.distributed import all_gather_no_grad, world_size
 from utils.logger import Progress
-from utils.metrics import mean_average_precision, topk_accuracy
+from utils.metrics import (average_precisions, mean_of_average_precisions, original_charades_running_map,
+                           original_map_scores, topk_accuracy)
 
 
 class ShardSampler(Sampler):
@@ -38,9 +39,11 @@ def gather_in_list_order(local: torch.Tensor, total: int) -> torch.Tensor:
     return gathered.transpose(0, 1).reshape(replicas * per_rank, *local.shape[1:])[:total]
 
 
-def evaluation_loader(dataset, batch_size: int, workers: int, rank: int = 0, replicas: int = 1) -> DataLoader:
+def evaluation_loader(dataset, batch_size: int, workers: int, rank: int = 0, replicas: int = 1,
+                      pin_memory: bool = False) -> DataLoader:
+    """This rank's share of `dataset` in list order; `pin_memory` when the batches go to a GPU."""
     return DataLoader(dataset, batch_size=batch_size, sampler=ShardSampler(len(dataset), rank, replicas),
-                      num_workers=workers, pin_memory=torch.cuda.is_available(), persistent_workers=False)
+                      num_workers=workers, pin_memory=pin_memory, persistent_workers=False)
 
 
 @dataclass
@@ -49,7 +52,12 @@ class EvaluationResult:
     labels: torch.Tensor  # [N] class ids, or [N, C] multi-hot
     top1: Optional[float] = None
     top5: Optional[float] = None
-    mean_ap: Optional[float] = None
+    mean_ap: Optional[float] = None  # the main mAP figure (see `score_metrics`)
+    map_protocol: str = ""
+    classes_without_positives: int = 0
+    map_without_empty_classes: Optional[float] = None
+    original_running_map: Optional[float] = None  # the original test_charades.py's printed figure
+    running_map_batches: tuple = ()
 
     def summary(self) -> str:
         parts = []
@@ -57,16 +65,43 @@ class EvaluationResult:
             parts.append(f"Overall Prec@1 {self.top1:.03f}% Prec@5 {self.top5:.03f}%")
         if self.mean_ap is not None:
             parts.append(f"Overall mAP {self.mean_ap:.03f}%")
+            if self.classes_without_positives:
+                parts.append(f"({self.map_protocol}; {self.classes_without_positives} of {self.scores.shape[1]} "
+                             f"classes have no positive video and count as AP 0, as in the original; "
+                             f"over the other classes: {self.map_without_empty_classes:.03f}%)")
+        if self.original_running_map is not None:
+            batch, processes = self.running_map_batches
+            parts.append(f"Original test_charades.py figure (running average over batches of {batch} x {processes} "
+                         f"processes of the cumulative mAP, not the test set's mAP): {self.original_running_map:.03f}%")
         return "\n".join(parts)
 
 
-def score_metrics(scores: torch.Tensor, labels: torch.Tensor, with_map: bool = False) -> EvaluationResult:
-    """Top-1/top-5 for single-label data, mAP for multi-label data (and on request, e.g. ActivityNet)."""
+def score_metrics(scores: torch.Tensor, labels: torch.Tensor, with_map: bool = False,
+                  original_batches: Optional[tuple] = None) -> EvaluationResult:
+    """Top-1/top-5 for single-label data; mAP for multi-label data and on request (ActivityNet).
+
+    mAP is computed on the original scripts' final scores (softmax of the view-averaged probabilities)
+    over the whole set, classes without positives counting as AP 0 as in the original. Single-label data
+    (ActivityNet) gets the published protocol, one more softmax (`original_map_scores`).
+    `original_batches` (batch size, processes) adds, for multi-label data, the running-average figure
+    the original test_charades.py prints.
+    """
     result = EvaluationResult(scores, labels)
     if labels.dim() == 1:
         result.top1, result.top5 = topk_accuracy(scores, labels)
     if labels.dim() == 2 or with_map:
-        result.mean_ap = mean_average_precision(scores, labels)
+        activitynet = labels.dim() == 1
+        # ActivityNet's figure as published, torchnet's tie rule included; elsewhere ties form one threshold.
+        ap = average_precisions(original_map_scores(scores, activitynet), labels,
+                                ties="ranked" if activitynet else "grouped")
+        result.map_protocol = ("ActivityNet protocol of the original: its scores, softmaxed once more" if activitynet
+                               else "whole set, on the original's scores")
+        result.mean_ap = mean_of_average_precisions(ap, "zero")
+        result.classes_without_positives = int(ap.isnan().sum())
+        result.map_without_empty_classes = mean_of_average_precisions(ap, "skip")
+        if labels.dim() == 2 and original_batches:
+            result.original_running_map = original_charades_running_map(scores, labels, *original_batches)
+            result.running_map_batches = tuple(original_batches)
     return result
 
 

@@ -61,7 +61,7 @@ def evaluate_split(config_path, args, ctx, autocast):
 
 def main(argv=None):
     args = parse_args(argv)
-    ctx = init_distributed(force_cpu=args.cpu)
+    ctx = init_distributed(force_cpu=args.cpu, timeout_minutes=args.dist_timeout)
     setup_logging(None, ctx.is_main)
     autocast = autocast_for(resolve_precision(args.precision, ctx.device), ctx.device)
     results = []

@@ -18,12 +18,13 @@ from modules.video_clip import VideoEncoder, class_features
 from utils.checkpoint import load_bike_weights
 from utils.config import check_files, load_config
 from utils.curves import tensorboard_writer
-from utils.distributed import init_distributed, run_program
+from utils.distributed import add_distributed_arguments, init_distributed, run_program
 from utils.evaluation import evaluation_loader, predict, score_metrics
 from utils.logger import counted, epoch_label, setup_logging
 from utils.solver import build_optimizer, build_scheduler
-from utils.training import (PRECISIONS, ClassTexts, autocast_for, build_clip, freeze_towers, resolve_precision,
-                            resume_training, save_training_checkpoint, seed_everything, train_one_epoch)
+from utils.training import (PRECISION_HELP, PRECISIONS, ClassTexts, autocast_for, build_clip, freeze_towers,
+                            resolve_precision, resume_training, save_training_checkpoint, seed_everything,
+                            train_one_epoch)
 
 logger = logging.getLogger("bike")
 
@@ -33,9 +34,8 @@ def parse_args(argv=None):
     parser.add_argument("--config", "-cfg", required=True, help="YAML config (see configs/)")
     parser.add_argument("--log_time", default=None,
                         help="name of the run folder under output_path/dataset/arch/ (default: the start time)")
-    parser.add_argument("--precision", choices=PRECISIONS, default=None,
-                        help="amp: fp16 autocast + grad scaler (GPU default); bf16: bf16 autocast; fp32 (CPU default)")
-    parser.add_argument("--cpu", action="store_true", help="run on the CPU even where a GPU exists")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None, help=PRECISION_HELP)
+    add_distributed_arguments(parser)
     parser.add_argument("--no_progress", action="store_true", help="log lines instead of progress bars")
     parser.add_argument("overrides", nargs="*", help="config overrides such as solver.epochs=5")
     return parser.parse_args(argv)
@@ -70,6 +70,23 @@ def start_epoch(loader: DataLoader, seed: int, rank: int, epoch: int):
         loader.sampler.set_epoch(epoch)
 
 
+def build_models(config, device):
+    """CLIP and the video header, initialised from `pretrain` when set, frozen as configured, on `device`.
+
+    Every process builds them from `config.seed` (not a per-rank seed), so a randomly initialised tower,
+    and the class text features computed from it before DDP synchronises the weights, are the same on
+    every rank; only data and augmentation randomness differ between ranks (`start_epoch`).
+    """
+    seed_everything(config.seed)
+    clip_model = build_clip(config)
+    header = VideoHeader.for_clip(config.network.sim_header, config.network.interaction, clip_model)
+    if config.pretrain:
+        load_bike_weights(config.pretrain, clip_model, header)
+        logger.info("initialised from %s", config.pretrain)
+    freeze_towers(clip_model, config.network.fix_text, config.network.fix_video)
+    return clip_model.to(device), header.to(device)
+
+
 def validate(encoder, header, loader, texts: ClassTexts, ctx, autocast, show_progress):
     if texts.frozen:
         eot, tokens = texts.eot, texts.tokens
@@ -83,7 +100,7 @@ def validate(encoder, header, loader, texts: ClassTexts, ctx, autocast, show_pro
 
 def main(argv=None):
     args = parse_args(argv)
-    ctx = init_distributed(force_cpu=args.cpu)
+    ctx = init_distributed(force_cpu=args.cpu, timeout_minutes=args.dist_timeout)
     config = load_config(args.config, args.overrides)
     check_files(config)
     precision = resolve_precision(args.precision, ctx.device)
@@ -96,25 +113,15 @@ def main(argv=None):
         (work_dir / "config_resolved.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     logger.info("run folder %s; %s on %s; precision %s; torch %s", work_dir,
                 counted(ctx.world_size, "process", "processes"), ctx.device, precision, torch.__version__)
-    seed_everything(config.seed + ctx.rank)
     show_progress = ctx.is_main and not args.no_progress
 
-    clip_model = build_clip(config)
-    header = VideoHeader.for_clip(config.network.sim_header, config.network.interaction, clip_model)
-    if config.pretrain:
-        load_bike_weights(config.pretrain, clip_model, header)
-        logger.info("initialised from %s", config.pretrain)
-    freeze_towers(clip_model, config.network.fix_text, config.network.fix_video)
-    clip_model.to(ctx.device)
-    header.to(ctx.device)
-    if precision == "fp16":
-        clip_model.half()
-        header.half()
+    clip_model, header = build_models(config, ctx.device)
 
     train_set = build_dataset(config, "train")
     val_set = build_dataset(config, "val")
     train_loader = train_loader_for(train_set, config, ctx)
-    val_loader = evaluation_loader(val_set, config.data.batch_size, config.data.workers, ctx.rank, ctx.world_size)
+    val_loader = evaluation_loader(val_set, config.data.batch_size, config.data.workers, ctx.rank, ctx.world_size,
+                                   pin_memory=ctx.device.type == "cuda")
 
     optimizer = build_optimizer(config.solver, clip_model, [header])
     steps_per_epoch = math.ceil(len(train_loader) / config.solver.grad_accumulation_steps)

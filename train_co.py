@@ -20,18 +20,18 @@ from torch.nn.parallel import DistributedDataParallel
 import train as video_training
 from datasets.attributes import DEFAULT_TOPK, AttributesDataset
 from datasets.build import build_dataset
-from modules import AttributesHead, VideoHeader, text_prompt
+from modules import AttributesHead, text_prompt
 from modules.video_clip import VideoEncoder
 from utils.attributes import (ATTRIBUTES_HEAD_KEY, DEFAULT_FUSION_WEIGHTS, AttributesBranch, evaluate_fusion,
                               load_attributes_head)
-from utils.checkpoint import load_bike_weights, save_atomically
+from utils.checkpoint import save_atomically
 from utils.config import DATA_FILE_KEYS, check_files, load_config
 from utils.distributed import init_distributed, run_program
 from utils.evaluation import evaluation_loader
 from utils.logger import counted, epoch_label, setup_logging
 from utils.solver import build_optimizer, build_scheduler
-from utils.training import (ClassTexts, autocast_for, build_clip, freeze_towers, resolve_precision, resume_training,
-                            seed_everything, train_one_epoch, training_checkpoint)
+from utils.training import (ClassTexts, autocast_for, resolve_precision, resume_training, train_one_epoch,
+                            training_checkpoint)
 
 logger = logging.getLogger("bike")
 
@@ -50,25 +50,19 @@ def parse_args(argv=None):
     return args
 
 
-def build_models(config, device, precision):
-    """CLIP, video header and attributes head, initialised from `pretrain` when set, frozen as configured."""
-    clip_model = build_clip(config)
-    header = VideoHeader.for_clip(config.network.sim_header, config.network.interaction, clip_model)
+def build_models(config, device):
+    """train.py's CLIP and video header (the same on every rank), and the attributes head, initialised from
+    `pretrain` when it holds one. The head stays in float32 whatever the precision: it is tiny and reads
+    float32 features."""
+    clip_model, header = video_training.build_models(config, device)
     head = AttributesHead(clip_model.config.embed_dim)
     if config.pretrain:
-        load_bike_weights(config.pretrain, clip_model, header)
         pretrained_head = load_attributes_head(config.pretrain, clip_model.config.embed_dim)
         if pretrained_head is not None:
             head.load_state_dict(pretrained_head.state_dict())
-        logger.info("initialised from %s%s", config.pretrain, "" if pretrained_head else " (no attributes head there)")
-    freeze_towers(clip_model, config.network.fix_text, config.network.fix_video)
-    clip_model.to(device)
-    header.to(device)
-    head.to(device)  # the head stays in float32 whatever the precision: it is tiny and reads float32 features
-    if precision == "fp16":
-        clip_model.half()
-        header.half()
-    return clip_model, header, head
+        logger.info("attributes head %s", f"from {config.pretrain}" if pretrained_head else
+                    f"newly initialised ({config.pretrain} holds none)")
+    return clip_model, header, head.to(device)
 
 
 def distributed(module, ctx):
@@ -88,7 +82,7 @@ def save_checkpoints(work_dir: Path, is_best: bool, head, **state):
 
 def main(argv=None):
     args = parse_args(argv)
-    ctx = init_distributed(force_cpu=args.cpu)
+    ctx = init_distributed(force_cpu=args.cpu, timeout_minutes=args.dist_timeout)
     config = load_config(args.config, args.overrides)
     check_files(config, DATA_FILE_KEYS + ATTRIBUTE_FILE_KEYS)
     precision = resolve_precision(args.precision, ctx.device)
@@ -101,17 +95,17 @@ def main(argv=None):
         (work_dir / "config_resolved.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     logger.info("co-training in %s; %s on %s; precision %s; fusion weights %s", work_dir,
                 counted(ctx.world_size, "process", "processes"), ctx.device, precision, args.fusion_weights)
-    seed_everything(config.seed + ctx.rank)
     show_progress = ctx.is_main and not args.no_progress
 
-    clip_model, header, head = build_models(config, ctx.device, precision)
+    clip_model, header, head = build_models(config, ctx.device)
     train_set, val_set = build_dataset(config, "train"), build_dataset(config, "val")
     topk = config.data.select_topk_attributes or DEFAULT_TOPK
     tokenizer = getattr(clip_model, "tokenizer", None)  # open_clip models bring their own
     train_sentences = AttributesDataset(train_set, config.data.attributes_train_path, topk, tokenizer)
     val_sentences = AttributesDataset(val_set, config.data.attributes_val_path, topk, tokenizer)
     train_loader = video_training.train_loader_for(train_set, config, ctx)
-    val_loader = evaluation_loader(val_set, config.data.batch_size, config.data.workers, ctx.rank, ctx.world_size)
+    val_loader = evaluation_loader(val_set, config.data.batch_size, config.data.workers, ctx.rank, ctx.world_size,
+                                   pin_memory=ctx.device.type == "cuda")
 
     optimizer = build_optimizer(config.solver, clip_model, [header, head])
     scheduler = build_scheduler(optimizer, config.solver,

@@ -11,6 +11,8 @@ flipping swaps left/right labels.
 test: resize the short side, then 1 (center), 3 (left/right/center), 5 (corners + center) or
 10 (those 5 and their flips) crops, stacked as [crops, T, C, input_size, input_size].
 """
+import functools
+
 import torch
 from torchvision.transforms import v2
 
@@ -102,9 +104,15 @@ def test_transform(input_size, num_crops=1):
     return v2.Compose([_resize_short_side(scale_size_for(input_size)), MultiCrop(input_size, num_crops)])
 
 
+@functools.lru_cache(maxsize=None)
+def _clip_mean_std(device: torch.device):
+    """CLIP's mean and std [3, 1, 1] on `device`, made once per device rather than copied there every batch."""
+    return (torch.tensor(CLIP_MEAN, device=device).view(3, 1, 1),
+            torch.tensor(CLIP_STD, device=device).view(3, 1, 1))
+
+
 def normalize_on_device(frames, device=None, dtype=torch.float32):
     """uint8 frames [..., C, H, W] -> CLIP-normalised `dtype` on `device` (C is the third-last dim)."""
     frames = frames.to(device, non_blocking=True).float().div_(255)
-    mean = torch.tensor(CLIP_MEAN, device=frames.device).view(3, 1, 1)
-    std = torch.tensor(CLIP_STD, device=frames.device).view(3, 1, 1)
+    mean, std = _clip_mean_std(frames.device)
     return frames.sub_(mean).div_(std).to(dtype)

@@ -14,7 +14,10 @@ import torch.nn.functional as F
 import test as test_program
 import test_zeroshot
 from datasets.annotations import load_class_names
+from datasets.build import build_dataset
+from tests import clip_math
 from tests.data_factory import write_labels_csv, write_text
+from tests.test_tokenizer import reference_tokenize
 from tests.test_checkpoint import original_layout
 from datasets.transforms import normalize_on_device
 from utils.config import load_config
@@ -27,6 +30,10 @@ REPO = Path(__file__).resolve().parent.parent
 FULL_LINE = re.compile(r"^Full-classes: Top1 (\d+\.\d{3})% Top5 (\d+\.\d{3})%$", re.M)
 HALF_LINE = re.compile(r"^Half-classes: Top1 mean (\d+\.\d{3})% std (\d+\.\d{3})%, "
                        r"Top5 mean (\d+\.\d{3})% std (\d+\.\d{3})%$", re.M)
+VIDEO_FULL_LINE = re.compile(r"^Video-level scores, all classes: Top1 (\d+\.\d{3})% Top5 (\d+\.\d{3})%$", re.M)
+VIDEO_HALF_LINE = re.compile(r"^Video-level scores, half classes: Top1 mean (\d+\.\d{3})% std (\d+\.\d{3})%, "
+                             r"Top5 mean (\d+\.\d{3})% std (\d+\.\d{3})%$", re.M)
+PUBLISHED_LABEL = re.compile(r"^(Full|Half)-classes", re.M)
 
 
 # --- half-class subsets -------------------------------------------------------------------------------
@@ -161,15 +168,16 @@ def both_lists(tiny_config, tmp_path):
     return write_text(str(tmp_path / "all.txt"), lines), lines
 
 
-def test_full_and_half_class_numbers_match_test_py(tiny_config, checkpoint, tmp_path, capsys):
+def test_video_scoring_numbers_match_test_py_under_their_own_labels(tiny_config, checkpoint, tmp_path, capsys):
     val_list, _ = both_lists(tiny_config, tmp_path)
     config = tiny_config.write(data={"val_list": val_list})
     common = ["--config", config, "--weights", checkpoint, "--cpu", "--no_progress"]
-    [result] = test_zeroshot.main([*common, "--save_scores", str(tmp_path / "zs.pt")])
+    [result] = test_zeroshot.main([*common, "--scoring", "video", "--save_scores", str(tmp_path / "zs.pt")])
     printed = capsys.readouterr().out
     reference = test_program.main([*common, "--save_scores", str(tmp_path / "test.pt")])
 
-    full, half = FULL_LINE.findall(printed), HALF_LINE.findall(printed)
+    assert not PUBLISHED_LABEL.search(printed)  # cannot be mistaken for the published protocol
+    full, half = VIDEO_FULL_LINE.findall(printed), VIDEO_HALF_LINE.findall(printed)
     assert full == [(f"{reference.top1:.3f}", f"{reference.top5:.3f}")] and len(half) == 1
     assert (result.top1, result.top5) == (reference.top1, reference.top5)
     saved, expected = (torch.load(tmp_path / name, weights_only=True) for name in ("zs.pt", "test.pt"))
@@ -199,19 +207,87 @@ def test_two_splits_report_each_split_and_their_mean(tiny_config, checkpoint, tm
         configs.append(tiny_config.write(f"split{split}.yaml", data={"val_list": listed, "label_list": labels,
                                                                      "num_classes": 4}))
     common = ["--weights", checkpoint, "--cpu", "--no_progress", "--test_crops", "3"]
-    results = test_zeroshot.main([*common, "--config", configs[0], "--config", configs[1]])
+    results = test_zeroshot.main([*common, "--scoring", "video", "--config", configs[0], "--config", configs[1]])
     printed = capsys.readouterr().out
 
     references = [test_program.main([*common, "--config", c]) for c in configs]
     assert [(r.top1, r.top5) for r in results] == [(r.top1, r.top5) for r in references]
     assert printed.count("Split 1/2: " + configs[0]) == 1 and printed.count("Split 2/2: " + configs[1]) == 1
-    assert FULL_LINE.findall(printed) == [(f"{r.top1:.3f}", f"{r.top5:.3f}") for r in references]
-    assert len(HALF_LINE.findall(printed)) == 2
+    assert VIDEO_FULL_LINE.findall(printed) == [(f"{r.top1:.3f}", f"{r.top5:.3f}") for r in references]
+    assert len(VIDEO_HALF_LINE.findall(printed)) == 2 and not PUBLISHED_LABEL.search(printed)
     top1 = [r.top1 for r in references]
     top5 = [r.top5 for r in references]
     assert printed.rstrip().splitlines()[-1] == (
-        f"Splits (2): Full-classes: Top1 mean {np.mean(top1):.3f}% std {np.std(top1):.3f}%, "
+        f"Splits (2): Video-level scores, all classes: Top1 mean {np.mean(top1):.3f}% std {np.std(top1):.3f}%, "
         f"Top5 mean {np.mean(top5):.3f}% std {np.std(top5):.3f}%")
+
+
+def original_multi_split_test(frame_embeddings, class_embeddings, labels):
+    """The original test_zeroshot.py's figures in plain tensor math and numpy: per frame 100 x image
+    embedding . normalised class embedding, softmax per frame, mean over frames; halves from
+    `np.random.seed(split)` permutations, their subset the selected classes that label a video."""
+    text = class_embeddings / class_embeddings.norm(dim=-1, keepdim=True)
+
+    def accuracy(embeddings, text, labels):
+        scores = (100.0 * embeddings @ text.T).softmax(dim=-1).mean(dim=1)
+        top = scores.topk(5, dim=1).indices.numpy()
+        return [100.0 * np.mean([label in row[:k] for row, label in zip(top, labels)]) for k in (1, 5)]
+
+    full = accuracy(frame_embeddings, text, labels)
+    halves = []
+    for split in range(10):
+        np.random.seed(split)
+        selected = np.random.permutation(len(text))[: len(text) // 2]
+        keep = np.array([label in selected for label in labels])
+        subclasses = np.unique(labels[keep])
+        assert len(subclasses) >= 5  # the original's top-5 needs 5 classes in every half
+        new_labels = np.array([int(np.where(label == subclasses)[0][0]) for label in labels[keep]])
+        halves.append(accuracy(frame_embeddings[torch.from_numpy(keep)], text[subclasses], new_labels))
+    top1, top5 = np.array(halves).T
+    return full, (np.mean(top1), np.std(top1), np.mean(top5), np.std(top5))
+
+
+def test_default_is_the_published_per_frame_protocol(tiny_config, openai_reference, tmp_path, capsys):
+    # 16 videos, each its own class, among 20 classes: the 4 classes without videos are dropped from the
+    # halves that select them, as the original does, and every half keeps at least 5 classes.
+    lines = both_lists(tiny_config, tmp_path)[1]
+    names = load_class_names(tiny_config.values["data"]["label_list"])
+    names = names + [f"{name} twice" for name in names] + ["juggling", "knitting", "rowing", "sneezing"]
+    entries = [f"{line.rsplit(' ', 1)[0]} {index}" for index, line in enumerate(lines)]
+    config = tiny_config.write(data={"val_list": write_text(str(tmp_path / "own.txt"), entries), "num_classes": 20,
+                                     "label_list": write_labels_csv(str(tmp_path / "20.csv"), names)})
+    import clip
+    from modules import VideoHeader
+    torch.manual_seed(0)
+    model = clip.create_model("ViT-Tiny/16", image_resolution=32)
+    with torch.no_grad():  # image embeddings of norm ~0.2: per-frame softmaxes that do not saturate (no ties)
+        model.visual.proj.mul_(0.02)
+    torch.save(original_layout(model, VideoHeader.for_clip("Transf", "VCS", model), "module."), tmp_path / "zs.pt")
+    [result] = test_zeroshot.main(["--config", config, "--weights", str(tmp_path / "zs.pt"), "--cpu",
+                                   "--no_progress", "--save_scores", str(tmp_path / "scores.pt")])
+    printed = capsys.readouterr().out
+
+    # The same frames (the test dataset's one view per video), then plain math on the checkpoint's weights.
+    state = model.state_dict()
+    tokens = reference_tokenize(openai_reference.simple_tokenizer.SimpleTokenizer(),
+                                [f"This is a video about {name}" for name in names])
+    mean, std = torch.tensor(clip.CLIP_MEAN).view(3, 1, 1), torch.tensor(clip.CLIP_STD).view(3, 1, 1)
+    dataset = build_dataset(load_config(config), "test")
+    with torch.no_grad():
+        class_embeddings, _ = clip_math.text_features(state, tokens)
+        frame_embeddings = torch.stack([clip_math.vit_image_features(state, (views[0].float() / 255 - mean) / std)
+                                        for views, _ in (dataset[i] for i in range(len(dataset)))])
+    labels = np.arange(len(lines))
+    (top1, top5), half = original_multi_split_test(frame_embeddings, class_embeddings, labels)
+
+    expected_logits = 100.0 * frame_embeddings @ (class_embeddings / class_embeddings.norm(dim=-1, keepdim=True)).T
+    saved = torch.load(tmp_path / "scores.pt", weights_only=True)
+    torch.testing.assert_close(saved["logits"], expected_logits, rtol=1e-4, atol=5e-3)  # fp32 rounding (logits ~ 100)
+    assert FULL_LINE.findall(printed) == [(f"{top1:.3f}", f"{top5:.3f}")]
+    assert HALF_LINE.findall(printed) == [tuple(f"{value:.3f}" for value in half)]
+    assert (result.half_top1.mean, result.half_top1.std, result.half_top5.mean, result.half_top5.std) == \
+        pytest.approx(half)
+    assert not VIDEO_FULL_LINE.search(printed)
 
 
 def test_frames_scoring_is_the_originals_per_frame_clip_softmax(tiny_config, checkpoint, tmp_path):
@@ -247,7 +323,7 @@ def test_script_with_two_processes_equals_one_process(tiny_config, checkpoint, t
     [one] = test_zeroshot.main(["--config", config, "--weights", checkpoint, "--test_crops", "3", "--cpu",
                                 "--no_progress", "--save_scores", str(tmp_path / "one.pt")])
     two, single = (torch.load(tmp_path / f"{n}.pt", weights_only=True) for n in ("two", "one"))
-    assert single["logits"].shape == (7, 3, 8)
+    assert single["logits"].shape == (7, 3 * 4, 8)  # per-frame units: 3 views x 4 frames
     assert torch.equal(two["labels"], single["labels"])
     torch.testing.assert_close(two["logits"], single["logits"], rtol=1e-5, atol=1e-6)
     assert FULL_LINE.findall(completed.stdout) == [(f"{one.top1:.3f}", f"{one.top5:.3f}")]

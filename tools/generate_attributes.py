@@ -23,10 +23,11 @@ from modules import VideoHeader  # noqa: E402
 from modules.video_clip import VideoEncoder  # noqa: E402
 from utils.attributes import CLASS_LEXICON, generate_attributes, read_lexicon  # noqa: E402
 from utils.config import ConfigError, check_files, load_config  # noqa: E402
-from utils.distributed import init_distributed, run_program  # noqa: E402
+from utils.distributed import add_distributed_arguments, init_distributed, run_program  # noqa: E402
 from utils.inference import load_video_model  # noqa: E402
 from utils.logger import setup_logging  # noqa: E402
-from utils.training import PRECISIONS, autocast_for, build_clip, resolve_precision, seed_everything  # noqa: E402
+from utils.training import (PRECISION_HELP, PRECISIONS, autocast_for, build_clip, resolve_precision,  # noqa: E402
+                            seed_everything)
 
 logger = logging.getLogger("bike")
 
@@ -49,8 +50,8 @@ def parse_args(argv=None):
     parser.add_argument("--save_every", type=int, default=256, help="videos between saves (default 256)")
     parser.add_argument("--test_clips", type=int, default=1, help="temporal clips per video (scores averaged)")
     parser.add_argument("--test_crops", type=int, default=1, choices=(1, 3, 5, 10), help="spatial crops per clip")
-    parser.add_argument("--precision", choices=PRECISIONS, default=None)
-    parser.add_argument("--cpu", action="store_true")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None, help=PRECISION_HELP)
+    add_distributed_arguments(parser)
     parser.add_argument("--no_progress", action="store_true")
     parser.add_argument("overrides", nargs="*", help="config overrides such as network.arch=ViT-L/14")
     args = parser.parse_args(argv)
@@ -88,7 +89,7 @@ def select_list(config, args):
 
 def main(argv=None):
     args = parse_args(argv)
-    ctx = init_distributed(force_cpu=args.cpu)
+    ctx = init_distributed(force_cpu=args.cpu, timeout_minutes=args.dist_timeout)
     setup_logging(None, ctx.is_main)
     config = load_config(args.config, args.overrides)
     output = select_list(config, args)

@@ -24,7 +24,7 @@ from tqdm import tqdm  # noqa: E402
 from datasets.decoding import SampleReadError  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.prediction import Predictor, find_inputs, parse_class_names, plot_saliency  # noqa: E402
-from utils.training import PRECISIONS, autocast_for, resolve_precision  # noqa: E402
+from utils.training import PRECISION_HELP, PRECISIONS, autocast_for, resolve_precision  # noqa: E402
 
 logger = logging.getLogger("bike")
 SALIENCY_CLASSES = 3
@@ -44,7 +44,7 @@ def parse_args(argv=None):
     parser.add_argument("--topk", type=int, default=5)
     parser.add_argument("--output", default=None, help="all class probabilities of every video: .csv or .json")
     parser.add_argument("--plot", default=None, help="PNG of frames, temporal saliency and probabilities (one video)")
-    parser.add_argument("--precision", choices=PRECISIONS, default=None)
+    parser.add_argument("--precision", choices=PRECISIONS, default=None, help=PRECISION_HELP)
     parser.add_argument("--cpu", action="store_true")
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="config overrides key=value")
     return parser.parse_args(argv)

@@ -31,7 +31,7 @@ from datasets.transforms import normalize_on_device
 from modules import AttributesHead, text_prompt
 from modules.video_clip import class_features
 from utils.checkpoint import read_checkpoint
-from utils.distributed import all_gather_no_grad, barrier
+from utils.distributed import all_gather_no_grad, barrier, gather_to_main, world_size as world_size_of_group
 from utils.evaluation import ShardSampler, evaluation_loader, gather_in_list_order, score_metrics
 from utils.logger import Progress, epoch_label
 from utils.losses import symmetric_loss
@@ -145,11 +145,13 @@ def generate_attributes(encoder, header, dataset, phrases, output, *, topk=5, ba
     """Writes the top-`topk` phrases of every video of `dataset` (an evaluation-mode VideoDataset) to `output`.
 
     Videos are split, in list order, into chunks of `save_every`; chunk c goes to process c mod
-    `world_size`, and each finished chunk is saved to the process's ChunkLog. Rank 0 finally writes
-    `output` (atomically, keys in list order, repeated paths once) and removes the logs. Videos already
-    in `output` or in logs are skipped, and since batches never cross chunks, a resumed run computes
+    `world_size`, and each finished chunk is saved to the process's ChunkLog. The processes' entries
+    reach rank 0 through the process group (nodes need not share a file system), which writes `output`
+    (atomically, keys in list order, repeated paths once); then the logs are removed. Videos already in
+    `output` or in logs are skipped, and since batches never cross chunks, a resumed run computes
     exactly the batches an uninterrupted one would: the file comes out the same. Returns the entries
-    (on rank 0; None elsewhere).
+    (on rank 0; None elsewhere). Without a process group, `rank` and `world_size` only pick the share,
+    and rank 0 reads the others' shares from their logs.
     """
     output = Path(output)
     videos = {}  # path -> index of its first occurrence in the dataset, in list order
@@ -159,7 +161,8 @@ def generate_attributes(encoder, header, dataset, phrases, output, *, topk=5, ba
     log, chunk_entries = ChunkLog(output, rank, world_size), {}
     keys = list(videos)
     chunks = [keys[start:start + save_every] for start in range(0, len(keys), save_every)]
-    mine = [[video for video in chunks[c] if video not in done] for c in ShardSampler(len(chunks), rank, world_size)]
+    my_chunks = [chunks[c] for c in ShardSampler(len(chunks), rank, world_size)]
+    mine = [[video for video in chunk if video not in done] for chunk in my_chunks]
     batches, ends = _batches([chunk for chunk in mine if chunk], videos, batch_size)
     logger.info("%s: %d of %d videos done; this process scores %d against %d phrases", output, len(done),
                 len(keys), sum(map(len, batches)), len(phrases))
@@ -181,20 +184,28 @@ def generate_attributes(encoder, header, dataset, phrases, output, *, topk=5, ba
                                                           SCORES_KEY: [round(s, 6) for s in row_scores]}
         if ends_chunk:
             log.append(chunk_entries)
+            done.update(chunk_entries)
             chunk_entries = {}
         bar.update()
-    barrier()
+    shares = gather_to_main({video: done[video] for chunk in my_chunks for video in chunk if video in done})
     if rank != 0:
+        barrier()  # until rank 0 has written `output`: only then is this process's log no longer needed
+        if world_size_of_group() > 1:
+            log.path.unlink(missing_ok=True)
         return None
     entries = _done_entries(output, videos)
+    for share in shares:
+        entries.update(share)
     missing = [video for video in keys if video not in entries]
     if missing:
         raise AttributesError(f"{output}: {len(missing)} videos have no attributes after generation "
-                              f"(e.g. {missing[0]!r})")
+                              f"(e.g. {missing[0]!r}); the other processes' logs {output.name}.part*of{world_size} "
+                              f"were not found in {output.parent}")
     entries = {video: entries[video] for video in keys}
     write_attributes(entries, output)
     for part in _part_files(output):
         part.unlink()
+    barrier()
     return entries
 
 
@@ -206,7 +217,9 @@ def sentence_features(encoder, dataset, batch_size, workers, device, autocast, r
     """Normalised CLIP text features [n, D] (float32) and labels [n] of this process's share of an
     AttributesDataset (items rank, rank + replicas, ...)."""
     features, labels = [], []
-    for tokens, label in evaluation_loader(dataset, batch_size, workers, rank, replicas):
+    loader = evaluation_loader(dataset, batch_size, workers, rank, replicas,
+                               pin_memory=torch.device(device).type == "cuda")
+    for tokens, label in loader:
         with autocast():
             features.append(F.normalize(encoder.clip.encode_text(tokens.to(device)).float(), dim=-1))
         labels.append(label.to(device))

@@ -1,16 +1,25 @@
-"""All process-group handling: start-up from torchrun's environment, gathering with and without gradients.
+"""All process-group handling: start-up from torchrun's environment, gathering with and without gradients,
+and ending a run so that one failing process ends the whole job.
 
 One process without torchrun is a world of size 1 and every function here is then a no-op.
 """
 import logging
 import os
+import socket
+import sys
+import traceback
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_fn
 
 logger = logging.getLogger(__name__)
+
+# Well above what rank 0 may spend outside collectives while the others wait in one: writing a ViT-L/14
+# checkpoint with AdamW state (about 5 GB) twice to slow network storage, or the last uneven attribute
+# shard. NCCL's own default is 10 minutes.
+DEFAULT_TIMEOUT_MINUTES = 60.0
 
 
 @dataclass(frozen=True)
@@ -29,18 +38,47 @@ class DistributedContext:
         return self.world_size > 1
 
 
-def init_distributed(force_cpu: bool = False) -> DistributedContext:
+def add_distributed_arguments(parser):
+    """--cpu and --dist_timeout, the options of every program that runs under torchrun."""
+    parser.add_argument("--cpu", action="store_true", help="run on the CPU even where a GPU exists")
+    parser.add_argument("--dist_timeout", type=float, default=DEFAULT_TIMEOUT_MINUTES, metavar="MINUTES",
+                        help="how long a process waits for the others in a collective before the job fails "
+                             f"(default {DEFAULT_TIMEOUT_MINUTES:g} minutes)")
+    return parser
+
+
+def cuda_device_index(local_rank: int, local_world_size: int, device_count: int) -> int:
+    """The GPU of local process `local_rank` among the `device_count` this process sees.
+
+    Each process may see every GPU of its node (plain torchrun) or only its own (SLURM, Kubernetes: then
+    `device_count` is 1), hence the modulo. More processes than visible GPUs means two processes on one
+    GPU, which NCCL refuses: that is an error that says what to start instead.
+    """
+    if device_count < 1:
+        raise ValueError("no GPU is visible to this process")
+    if device_count > 1 and local_world_size > device_count:
+        raise RuntimeError(f"{local_world_size} processes were started on this node ({socket.gethostname()}) but "
+                           f"only {device_count} GPUs are visible, so processes would share a GPU, which NCCL "
+                           f"does not allow: start one process per GPU (torchrun --nproc_per_node={device_count}), "
+                           "or give each process its own GPU through CUDA_VISIBLE_DEVICES")
+    return local_rank % device_count
+
+
+def init_distributed(force_cpu: bool = False, timeout_minutes: float = DEFAULT_TIMEOUT_MINUTES) -> DistributedContext:
     """Joins the process group torchrun describes (NCCL on GPU, gloo on CPU), or runs alone."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     use_cuda = torch.cuda.is_available() and not force_cpu
-    device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    device = torch.device("cpu")
     if use_cuda:
+        device = torch.device("cuda", cuda_device_index(local_rank, local_world_size, torch.cuda.device_count()))
         torch.cuda.set_device(device)
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo", device_id=device if use_cuda else None)
-        logger.info("process %d of %d on %s", rank, world_size, device)
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo", device_id=device if use_cuda else None,
+                                timeout=timedelta(minutes=timeout_minutes))
+        logger.info("process %d of %d on %s (%s)", rank, world_size, device, socket.gethostname())
     return DistributedContext(rank, world_size, local_rank, device)
 
 
@@ -48,15 +86,34 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+class _AllGatherWithGrad(torch.autograd.Function):
+    """Forward: every rank's tensor, concatenated in rank order. Backward: the gradient of this rank's
+    slice summed over the ranks (each rank's loss uses every slice)."""
+
+    @staticmethod
+    def forward(ctx, tensor):
+        ctx.rank, ctx.size = dist.get_rank(), tensor.shape[0]
+        parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, tensor.contiguous())
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, gradient):
+        gradient = gradient.contiguous()
+        dist.all_reduce(gradient)  # a reduce-scatter would move half the bytes, but gloo lacks it in older torch
+        return gradient[ctx.rank * ctx.size:(ctx.rank + 1) * ctx.size]
+
+
 def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
-    """Concatenation of every rank's `tensor` (rank order) that gradients flow back through.
+    """Concatenation of every rank's `tensor` (rank order, same shape on every rank) that gradients flow
+    back through.
 
     The backward pass sums the gradients every rank computes for each slice, so with DDP's gradient
     averaging a step equals one process holding the combined batch.
     """
     if world_size() == 1:
         return tensor
-    return torch.cat(dist_fn.all_gather(tensor), dim=0)
+    return _AllGatherWithGrad.apply(tensor)
 
 
 def all_gather_no_grad(tensor: torch.Tensor) -> torch.Tensor:
@@ -75,6 +132,15 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def gather_to_main(value) -> list:
+    """Every rank's picklable `value` in rank order on rank 0 (None elsewhere); [value] when alone."""
+    if world_size() == 1:
+        return [value]
+    gathered = [None] * world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(value, gathered, dst=0)
+    return gathered
+
+
 def barrier():
     if world_size() > 1:
         dist.barrier()
@@ -85,9 +151,34 @@ def cleanup():
         dist.destroy_process_group()
 
 
+def abort_job(error: BaseException):
+    """Ends this process at once with its traceback, tagged with its rank, on stderr.
+
+    Leaving the process group normally would wait for the other processes, which are blocked in their next
+    collective (with NCCL until the timeout, and the real error lost in the noise). Exiting instead makes
+    torchrun stop the other processes of the job and report this one's failure.
+    """
+    rank = dist.get_rank()
+    lines = traceback.format_exception(type(error), error, error.__traceback__)
+    sys.stderr.write("".join(f"[rank {rank}] {line}" for line in "".join(lines).splitlines(keepends=True)))
+    sys.stderr.write(f"[rank {rank}] failed on {socket.gethostname()}: ending the job\n")
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os._exit(1)
+
+
 def run_program(main):
-    """Runs an entry point's `main()` and always leaves the process group, so torchrun exits cleanly."""
+    """Runs an entry point's `main()`: leaves the process group after a success; after an exception in a
+    job of several processes, ends this process at once (`abort_job`), so the job fails promptly."""
     try:
         main()
-    finally:
+    except SystemExit as exit_request:
+        if exit_request.code not in (None, 0) and world_size() > 1:
+            abort_job(exit_request)
         cleanup()
+        raise
+    except BaseException as error:
+        if world_size() > 1:
+            abort_job(error)
+        raise
+    cleanup()

@@ -12,7 +12,8 @@ from clip import open_clip_backbone
 from utils.checkpoint import MODEL_KEY, load_header_weights, read_checkpoint, trained_epoch_label
 from clip.weights import strip_module_prefix
 from utils.evaluation import evaluation_loader
-from utils.training import PRECISIONS, build_clip
+from utils.distributed import add_distributed_arguments
+from utils.training import PRECISION_HELP, PRECISIONS, build_clip
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +27,8 @@ def add_evaluation_arguments(parser, save_scores_help="write {'scores', 'labels'
                         help="temporal clips per video (default: data.test_clips)")
     parser.add_argument("--dense", action="store_true", help="dense (I3D-style) sampling instead of segments")
     parser.add_argument("--save_scores", default=None, help=save_scores_help)
-    parser.add_argument("--precision", choices=PRECISIONS, default=None)
-    parser.add_argument("--cpu", action="store_true", help="run on the CPU even where a GPU exists")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None, help=PRECISION_HELP)
+    add_distributed_arguments(parser)
     parser.add_argument("--no_progress", action="store_true", help="log lines instead of progress bars")
     parser.add_argument("overrides", nargs="*", help="config overrides such as data.batch_size=8")
     return parser
@@ -81,4 +82,5 @@ def class_texts(encoder, class_names, device, autocast):
 
 def test_loader(config, ctx, test_crops, test_clips, dense):
     dataset = build_dataset(config, "test", test_crops=test_crops, test_clips=test_clips, dense=dense)
-    return evaluation_loader(dataset, config.data.batch_size, config.data.workers, ctx.rank, ctx.world_size)
+    return evaluation_loader(dataset, config.data.batch_size, config.data.workers, ctx.rank, ctx.world_size,
+                             pin_memory=ctx.device.type == "cuda")

@@ -9,6 +9,7 @@ from typing import Optional
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 import clip
 from datasets.transforms import normalize_on_device
@@ -21,20 +22,27 @@ from utils.losses import symmetric_loss
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("amp", "fp16", "bf16", "fp32")
+PRECISION_HELP = ("amp: fp16 autocast, float32 weights, loss scaling in training (GPU default); fp16: the same as "
+                  "amp (the original's name; float16 weights would lose most updates); bf16: bf16 autocast; "
+                  "fp32 (CPU default)")
 
 
 def resolve_precision(requested: Optional[str], device: torch.device) -> str:
-    """Default: fp16 autocast with a grad scaler on GPU ('amp', as the original), fp32 on CPU."""
+    """Default: fp16 autocast with a grad scaler on GPU ('amp', as the original), fp32 on CPU.
+
+    'fp16' is 'amp': AdamW steps on float16 weights round most updates of CLIP's learning rates (5e-6)
+    to zero, so the weights stay float32 and only the computation runs in float16.
+    """
     precision = requested or ("amp" if device.type == "cuda" else "fp32")
     if precision not in PRECISIONS:
         raise ValueError(f"--precision must be one of {PRECISIONS}, got {precision!r}")
     if precision in ("amp", "fp16") and device.type != "cuda":
         raise ValueError(f"--precision {precision} needs a GPU; on CPU use bf16 or fp32")
-    return precision
+    return "amp" if precision == "fp16" else precision
 
 
 def autocast_for(precision: str, device: torch.device):
-    """A factory of the autocast context of `precision` (a no-op for fp32 and pure fp16)."""
+    """A factory of the autocast context of `precision` (a no-op for fp32)."""
     if precision == "amp":
         return lambda: torch.autocast(device.type, dtype=torch.float16)
     if precision == "bf16":
@@ -128,6 +136,20 @@ def out_of_memory_advice(config):
                                      f"{config.data.batch_size}: {advice}. {error}") from error
 
 
+def gradient_sync(modules, sync: bool):
+    """The context of one micro-step: DDP modules all-reduce their gradients only when `sync` is set.
+
+    Within a gradient-accumulation group only the last micro-step's backward needs the all-reduce (the
+    others accumulate locally, `no_sync`); the result is the same, with 1/accumulation of the traffic.
+    """
+    stack = contextlib.ExitStack()
+    if not sync:
+        for module in modules:
+            if isinstance(module, DistributedDataParallel):
+                stack.enter_context(module.no_sync())
+    return stack
+
+
 def train_one_epoch(encoder, header, loader, optimizer, scheduler, scaler, texts: ClassTexts, config,
                     epoch: int, device, autocast, show_progress: bool = True, writer=None) -> float:
     """One pass over `loader`; returns the mean loss. Steps the schedule after every optimizer step.
@@ -142,7 +164,8 @@ def train_one_epoch(encoder, header, loader, optimizer, scheduler, scaler, texts
     for step, (frames, labels) in enumerate(progress):
         frames, labels = normalize_on_device(frames, device), labels.to(device, non_blocking=True)
         waited = time.monotonic() - end
-        with out_of_memory_advice(config):
+        optimizer_step = (step + 1) % accumulation == 0 or step + 1 == len(loader)
+        with out_of_memory_advice(config), gradient_sync((encoder, header), optimizer_step):
             with autocast():
                 loss = training_step_loss(encoder, header, frames, labels, texts, config.solver.loss_type)
             loss_value = loss.item()  # the step's one wait for the device; used below for every report
@@ -150,7 +173,7 @@ def train_one_epoch(encoder, header, loader, optimizer, scheduler, scaler, texts
                 raise FloatingPointError(f"loss is {loss_value} at {label}, step {step + 1}: stopping before "
                                          "the weights are corrupted (lower solver.lr or use fp32)")
             (scaler.scale(loss / accumulation) if scaler else loss / accumulation).backward()
-        if (step + 1) % accumulation == 0 or step + 1 == len(loader):
+        if optimizer_step:
             if scaler:
                 scaler.step(optimizer)
                 scaler.update()

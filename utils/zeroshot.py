@@ -1,21 +1,20 @@
-"""Zero-shot protocols: full-class and half-class top-k from per-view logits, and their aggregation.
+"""Zero-shot protocols: full-class and half-class top-k from per-unit logits, and their aggregation.
 
-The half-class protocol (as the original BIKE `test_zeroshot.py`): for each seed 0..9, numpy's legacy
-generator seeded with it permutes the class ids and the first `C // 2` form the subset; only videos whose
-label is in the subset count, and their scores are recomputed over the subset alone, i.e. per view a
-softmax over the subset's logits, averaged over views. Ten halves give a mean and a population
+The published protocol is the original BIKE `test_zeroshot.py`'s. Half classes: for each seed 0..9,
+numpy's legacy generator seeded with it permutes the class ids and the first `C // 2` are selected; the
+videos whose label is selected count, and the subset is the selected classes that have such a video (the
+original's `np.unique` of their labels). Scores are recomputed over the subset alone, i.e. per unit a
+softmax over the subset's logits, averaged over the units. Ten halves give a mean and a population
 standard deviation (numpy's `np.std`, as the original).
 
 Logits are kept per "unit" ([N, K, C]: K softmaxes averaged per video) so that restricting the softmax to
 any class subset is exact. Two scorings produce them:
-- "video" (default): the video header's cosine logits of every view, K = views; with all classes this is
-  exactly test.py's score (softmax per view, mean over views).
-- "frames": the original script's own computation, which ignores the video header: per frame, 100 x the
-  CLIP image embedding (not normalised) . the normalised class embedding, K = views x frames. Use it to
-  reproduce the published half-class numbers; the original prints its full-class line from it too.
-One difference from the original remains: its subset drops selected classes that have no video in the list
-(they cannot be predicted then); here the subset is always the selected half, which changes nothing when
-every class has a video, as in the shipped zero-shot lists.
+- "frames" (default, the published protocol): the original script's computation, which ignores the video
+  header: per frame, 100 x the CLIP image embedding (not normalised) . the normalised class embedding,
+  K = views x frames. The original prints both its full- and half-class figures from it.
+- "video": the video header's cosine logits of every view, K = views; with all classes this is exactly
+  test.py's score (softmax per view, mean over views). Not what the paper reports, so its lines carry
+  other labels (`VIDEO_LABELS`).
 """
 import statistics
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from utils.distributed import world_size
 from utils.evaluation import gather_in_list_order, predict
 from utils.metrics import topk_accuracy
 
-SCORINGS = ("video", "frames")
+SCORINGS = ("frames", "video")  # the first is the default, the published protocol
 HALF_CLASS_SEEDS = tuple(range(10))
 ORIGINAL_FRAME_LOGIT_SCALE = 100.0
 
@@ -76,7 +75,7 @@ def units_per_video(config, views: int, scoring: str) -> int:
 
 
 def predict_logits(encoder, header, loader, class_eot, class_tokens, device, autocast, *, views: int,
-                   units: int, scoring: str = "video", progress: bool = True):
+                   units: int, scoring: str = SCORINGS[0], progress: bool = True):
     """Logits [N, K, C] (K = `units`) and labels of the loader's dataset in list order, over all processes.
 
     `views` is the number of views per video the loader yields (test clips x crops).
@@ -92,7 +91,7 @@ def predict_logits(encoder, header, loader, class_eot, class_tokens, device, aut
 
 
 def half_class_subset(num_classes: int, seed: int) -> torch.Tensor:
-    """The sorted class ids of the half-class split `seed` (`num_classes // 2` of them)."""
+    """The sorted class ids selected by the half-class split `seed` (`num_classes // 2` of them)."""
     if num_classes < 2:
         raise ValueError(f"the half-class protocol needs at least 2 classes, got {num_classes}")
     chosen = np.random.RandomState(seed).permutation(num_classes)[: num_classes // 2]
@@ -119,6 +118,15 @@ class MeanStd:
         return cls(statistics.fmean(values), statistics.pstdev(values))
 
 
+PUBLISHED_LABELS = ("Full-classes", "Half-classes")  # the original script's protocol (scoring "frames")
+VIDEO_LABELS = ("Video-level scores, all classes", "Video-level scores, half classes")  # not the paper's
+
+
+def line_labels(scoring: str) -> tuple:
+    """The (full, half) line labels of a scoring: only the published protocol prints Full-/Half-classes."""
+    return PUBLISHED_LABELS if scoring == SCORINGS[0] else VIDEO_LABELS
+
+
 @dataclass(frozen=True)
 class ZeroShotResult:
     top1: float
@@ -126,25 +134,28 @@ class ZeroShotResult:
     half_top1: MeanStd
     half_top5: MeanStd
 
-    def summary(self) -> str:
-        return (f"Full-classes: Top1 {self.top1:.3f}% Top5 {self.top5:.3f}%\n"
-                f"Half-classes: Top1 mean {self.half_top1.mean:.3f}% std {self.half_top1.std:.3f}%, "
+    def summary(self, scoring: str = SCORINGS[0]) -> str:
+        full, half = line_labels(scoring)
+        return (f"{full}: Top1 {self.top1:.3f}% Top5 {self.top5:.3f}%\n"
+                f"{half}: Top1 mean {self.half_top1.mean:.3f}% std {self.half_top1.std:.3f}%, "
                 f"Top5 mean {self.half_top5.mean:.3f}% std {self.half_top5.std:.3f}%")
 
 
 def zero_shot_result(logits: torch.Tensor, labels: torch.Tensor, seeds=HALF_CLASS_SEEDS) -> ZeroShotResult:
-    """Full-class top-1/top-5 and the half-class protocol's mean and std over `seeds`."""
+    """Full-class top-1/top-5 and the half-class protocol's mean and std over `seeds`; a half's subset is
+    its selected classes that label at least one video, as in the original."""
     if labels.dim() != 1:
         raise ValueError("zero-shot protocols need single-label data (one class id per video), "
                          f"got labels of shape {tuple(labels.shape)}")
     num_classes = logits.shape[-1]
     top1, top5 = subset_topk(logits, labels, torch.arange(num_classes))
-    halves = [subset_topk(logits, labels, half_class_subset(num_classes, seed)) for seed in seeds]
+    subsets = [half_class_subset(num_classes, seed) for seed in seeds]
+    halves = [subset_topk(logits, labels, subset[torch.isin(subset, labels)]) for subset in subsets]
     return ZeroShotResult(top1, top5, MeanStd.of([h[0] for h in halves]), MeanStd.of([h[1] for h in halves]))
 
 
-def splits_summary(results: Sequence[ZeroShotResult]) -> str:
+def splits_summary(results: Sequence[ZeroShotResult], scoring: str = SCORINGS[0]) -> str:
     """Full-class mean and std over several label/list splits (Kinetics-600's three 160-class splits)."""
     top1, top5 = MeanStd.of([r.top1 for r in results]), MeanStd.of([r.top5 for r in results])
-    return (f"Splits ({len(results)}): Full-classes: Top1 mean {top1.mean:.3f}% std {top1.std:.3f}%, "
+    return (f"Splits ({len(results)}): {line_labels(scoring)[0]}: Top1 mean {top1.mean:.3f}% std {top1.std:.3f}%, "
             f"Top5 mean {top5.mean:.3f}% std {top5.std:.3f}%")

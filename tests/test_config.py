@@ -112,7 +112,7 @@ def test_unknown_section_lists_top_level_keys(tmp_path):
     ("data", "batch_size", True, "an integer"),
     ("data", "random_shift", "yes please", "true/false"),
     ("solver", "lr", "fast", "a number"),
-    ("network", "tm", 3, "true/false or a string"),
+    ("network", "tm", 3, "true/false or a string or null"),
     ("solver", "lr_decay_step", [10, "x"], "an integer or a list of integers or null"),
 ])
 def test_wrong_type_names_key_expected_type_and_value(tmp_path, section, key, value, expected):
@@ -120,6 +120,14 @@ def test_wrong_type_names_key_expected_type_and_value(tmp_path, section, key, va
     with pytest.raises(ConfigError) as error:
         load_config(path)
     assert f"{section}.{key} must be {expected}, got {value!r}" in str(error.value)
+
+
+@pytest.mark.parametrize("value", ["tsm", True, "False"])
+def test_a_temporal_module_in_the_image_encoder_is_an_error_naming_network_tm(tmp_path, value):
+    with pytest.raises(ConfigError, match=f"network.tm is {value!r}.*set network.tm to False or null"):
+        load_config(write_yaml(tmp_path, with_value("network", "tm", value)))
+    for accepted in (False, None):
+        assert load_config(write_yaml(tmp_path, with_value("network", "tm", accepted))).network.tm is accepted
 
 
 def test_scientific_notation_without_dot_is_a_float(tmp_path):
@@ -170,11 +178,11 @@ def test_unreadable_or_invalid_yaml_names_file(tmp_path):
 
 def test_overrides_set_nested_keys_with_yaml_values(tmp_path):
     path = write_yaml(tmp_path, MINIMAL)
-    config = load_config(path, ["solver.lr=1e-4", "data.num_segments=16", "network.tm=tsm", "resume=",
+    config = load_config(path, ["solver.lr=1e-4", "data.num_segments=16", "network.arch=RN50", "resume=",
                                 "data.random_shift=false", "seed=7", "data.train_list=lists/x.txt"])
     assert config.solver.lr == 1e-4 and isinstance(config.solver.lr, float)
     assert config.data.num_segments == 16
-    assert config.network.tm == "tsm"
+    assert config.network.arch == "RN50"
     assert config.resume is None
     assert config.data.random_shift is False
     assert config.seed == 7

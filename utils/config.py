@@ -79,7 +79,8 @@ SCHEMA = {
         "arch": Field(("str",), REQUIRED, "CLIP model name (ViT-B/32, ViT-L/14-336px, RN50, ViT-Tiny/16, ...), "
                                           "path to a weight file, or open_clip:<model name> (open_clip:ViT-B-32)"),
         "init": Field(("bool",), True, "load all pretrained CLIP weights; False: only the image tower's (text tower random)"),
-        "tm": Field(("bool", "str"), False, "temporal module inside the image encoder: False or its name"),
+        "tm": Field(("bool", "str", "null"), False, "temporal module inside the image encoder: not implemented "
+                                                   "(nor used by the original); only False or null are accepted"),
         "drop_out": Field(("float",), 0.0, "dropout inside the image encoder"),
         "emb_dropout": Field(("float",), 0.0, "dropout on the image token embeddings"),
         "type": Field(("str", "null"), None, "free-form tag kept from the original configs; not used"),
@@ -317,5 +318,8 @@ _KIND_NAMES = {"int": "an integer", "float": "a number", "bool": "true/false", "
 
 
 def _check_consistency(config, source):
+    if config.network.tm not in (False, None):
+        raise ConfigError(f"{source}: network.tm is {config.network.tm!r}, but no temporal module inside the image "
+                          "encoder exists here (the original ignores the key too): set network.tm to False or null")
     if config.solver.type == "multistep" and config.solver.lr_decay_step is None:
         raise ConfigError(f"{source}: solver.type multistep needs solver.lr_decay_step (an epoch count or a list)")

@@ -4,10 +4,13 @@ Weights are looked up in a cache folder (default `~/.cache/clip`, or `$BIKE_CLIP
 `download_root` argument), checked against the SHA-256 in OpenAI's URL, and downloaded only when missing
 and the network answers; otherwise the error says which file to put where.
 """
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import logging
 import os
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -65,23 +68,52 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+@contextlib.contextmanager
+def _download_lock(target: Path):
+    """Held by one process at a time: the other processes of a node (and of nodes sharing the folder, where
+    its file system supports locks) wait here while one downloads `target`."""
+    lock_path = target.with_name(target.name + ".lock")
+    with open(lock_path, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logger.info("waiting for another process to download %s", target)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:  # a process that still opens the old lock file is safe too: part files have their own names
+            lock_path.unlink(missing_ok=True)
+
+
 def download(url: str, root: Union[str, Path], timeout: float = 30.0) -> Path:
     """The file of `url` inside `root`, verified against the SHA-256 that OpenAI's URLs carry.
 
-    An existing verified file is used as it is. The download goes to a `.part` file that is renamed only
-    once complete and verified, so an interruption never leaves a file that looks complete.
+    An existing verified file is used as it is. Otherwise one process downloads it (the others that need
+    it at the same time wait, then verify the file it made), into a part file of its own that is renamed
+    only once complete and verified, so an interruption never leaves a file that looks complete.
     """
     root = Path(root).expanduser()
     target = root / os.path.basename(url)
     expected = url.split("/")[-2]
-    if target.is_file():
-        if sha256_of(target) == expected:
-            return target
-        logger.warning("%s exists but its SHA-256 does not match %s; downloading it again", target, expected)
+    if target.is_file() and sha256_of(target) == expected:
+        return target
     root.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".part")
+    with _download_lock(target):
+        if target.is_file():
+            if sha256_of(target) == expected:  # another process has just downloaded it
+                return target
+            logger.warning("%s exists but its SHA-256 does not match %s; downloading it again", target, expected)
+        _fetch(url, target, expected, timeout)
+    return target
+
+
+def _fetch(url: str, target: Path, expected: str, timeout: float):
+    """Downloads `url` to a part file of this process, checks its SHA-256 and renames it to `target`."""
+    root = target.parent
+    handle, partial = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=root)
+    partial = Path(partial)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as source, open(partial, "wb") as output:
+        with open(handle, "wb") as output, urllib.request.urlopen(url, timeout=timeout) as source:
             total = int(source.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="iB", unit_scale=True, unit_divisor=1024, desc=target.name) as bar:
                 for block in iter(lambda: source.read(1 << 16), b""):
@@ -97,8 +129,8 @@ def download(url: str, root: Union[str, Path], timeout: float = 30.0) -> Path:
     if actual != expected:
         partial.unlink()
         raise WeightsUnavailableError(f"downloaded {url} but its SHA-256 is {actual}, not {expected}")
+    partial.chmod(0o644)  # readable by everyone who shares the cache, as a plainly written file would be
     os.replace(partial, target)
-    return target
 
 
 def weights_file(name: str, download_root: Optional[Union[str, Path]] = None) -> Path:

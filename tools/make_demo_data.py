@@ -13,6 +13,7 @@ if __package__ in (None, ""):  # run as a script: make the repository's packages
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from datasets.synthetic import DEFAULT_ROOT, ensure_demo_dataset, generate_demo_dataset  # noqa: E402
+from utils.logger import track  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -24,7 +25,8 @@ def parse_args(argv=None):
                         help="share of each class's clips in the val split (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=None, help="threads (default: one per CPU)")
     parser.add_argument("--force", action="store_true", help="regenerate even if a finished dataset is there")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress report (default: a bar on a terminal, about 10 log lines otherwise)")
     return parser.parse_args(argv)
 
 
@@ -34,7 +36,7 @@ def main(argv=None):
     make = generate_demo_dataset if args.force else ensure_demo_dataset
     try:
         paths = make(args.out, num_per_class=args.num_per_class, seed=args.seed, val_fraction=args.val_fraction,
-                     workers=args.workers, progress=not args.no_progress)
+                     workers=args.workers, progress=None if args.no_progress else track)
     except ValueError as error:
         sys.exit(f"error: {error}")
     logging.info("frames: %s  videos: %s\nlists: %s %s %s %s\nlabels: %s", paths.frames_root, paths.videos_root,

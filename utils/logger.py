@@ -28,6 +28,11 @@ def setup_logging(output_dir=None, is_main=True, filename="log.txt") -> logging.
     return logging.getLogger("bike")
 
 
+def counted(number: int, noun: str, plural: Optional[str] = None) -> str:
+    """'1 process', '2 processes': a count with its noun in the right number."""
+    return f"{number} {noun if number == 1 else plural or noun + 's'}"
+
+
 def epoch_label(epoch: int, total: Optional[int] = None) -> str:
     """How people count epochs: the loop's 0-based `epoch` 11 of 12 is 'epoch 12/12' in every log line
     and tool (checkpoints keep the original's 0-based field 'epoch', so released ones load and resume)."""

@@ -1,6 +1,11 @@
 """Shared test fixtures: the independent OpenAI reference and paths to the shared annotation lists."""
+import contextlib
 import importlib.util
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,23 +22,59 @@ def _load_module(name, path):
     return module
 
 
+REFERENCE_PACKAGE = "openai-clip==1.0.1"
+
+
+def install_reference(folder: Path):
+    """pip-installs OpenAI's package into `folder` (never site-packages: its top-level name is `clip`, as
+    ours). Staged and renamed, so concurrent test runs never see half a package."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder.parent))
+    try:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(staging),
+                        REFERENCE_PACKAGE], check=True, capture_output=True, timeout=600)
+        with contextlib.suppress(OSError):  # another run may have put it in place meanwhile
+            os.replace(staging, folder)
+    except (subprocess.SubprocessError, OSError):
+        pass  # the caller reports how to install it
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def openai_reference():
-    """OpenAI's own `model.py` and `simple_tokenizer.py` (package openai-clip 1.0.1), loaded by file path.
-
-    scripts/run_tests.sh installs them into a separate folder because that package's top-level name
-    (`clip`) is the same as ours.
-    """
-    folder = Path(os.environ.get("BIKE_OPENAI_REFERENCE", REPO_ROOT / ".cache" / "openai-clip-reference")) / "clip"
-    if not (folder / "model.py").is_file():
-        message = f"OpenAI reference not found in {folder}; run the tests through scripts/run_tests.sh"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    """OpenAI's own `model.py` and `simple_tokenizer.py` (package openai-clip 1.0.1), loaded by file path:
+    the independent reference of the equivalence tests. Installed on first use; never skipped."""
+    root = Path(os.environ.get("BIKE_OPENAI_REFERENCE", REPO_ROOT / ".cache" / "openai-clip-reference"))
+    if not (root / "clip" / "model.py").is_file():
+        install_reference(root)
+    if not (root / "clip" / "model.py").is_file():
+        pytest.fail(f"OpenAI reference package missing: run `python -m pip install --no-deps --target {root} "
+                    f"{REFERENCE_PACKAGE}` (or set BIKE_OPENAI_REFERENCE to a folder holding it)", pytrace=False)
+    folder = root / "clip"
     return SimpleNamespace(
         model=_load_module("openai_reference_model", folder / "model.py"),
         simple_tokenizer=_load_module("openai_reference_tokenizer", folder / "simple_tokenizer.py"),
     )
+
+
+OPTIONAL_EXTRAS = {"tensorboard": "the optional TensorBoard extra is not installed (pip install tensorboard)"}
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Says which skips were the optional extras (the only allowed ones) and flags any other."""
+    optional, other = 0, []
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if any(extra in reason for extra in OPTIONAL_EXTRAS):
+            optional += 1
+        else:
+            other.append(f"{report.nodeid}: {reason}")
+    if optional:
+        rest = "" if other else "; nothing else was skipped"
+        terminalreporter.write_line(f"{optional} skipped: {'; '.join(OPTIONAL_EXTRAS.values())}{rest}")
+    for line in other:
+        terminalreporter.write_line(f"NOT an optional extra, skipped: {line}", red=True)
 
 
 @pytest.fixture(scope="session")

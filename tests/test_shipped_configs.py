@@ -1,4 +1,5 @@
-"""Every shipped config builds its model; broken configs fail before any heavy work, naming the problem."""
+"""Every shipped config builds its model and finds its class names; broken configs fail before any heavy
+work, naming the problem."""
 from pathlib import Path
 
 import pytest
@@ -8,10 +9,13 @@ import train as train_program
 from clip import random_init_models
 from clip.architectures import architecture
 from clip.model import CLIP
+from datasets.annotations import load_class_names
+from datasets.synthetic import CLASS_NAMES as DEMO_CLASS_NAMES, DEFAULT_ROOT as DEMO_ROOT
 from modules import VideoHeader
 from utils.config import ConfigError, load_config
 
-CONFIGS = sorted(str(p) for p in (Path(__file__).resolve().parent.parent / "configs").rglob("*.yaml"))
+REPO = Path(__file__).resolve().parent.parent
+CONFIGS = sorted(str(p) for p in (REPO / "configs").rglob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: Path(p).relative_to(Path(p).parents[1]).as_posix())
@@ -26,6 +30,25 @@ def test_config_builds_its_model(path):
     if network.arch not in random_init_models():  # random-init models take any input size
         assert clip_config.image_resolution == config.data.input_size
     assert config.data.num_segments <= header.frame_position_embeddings.num_embeddings if network.sim_header == "Transf" else True
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: Path(p).relative_to(Path(p).parents[1]).as_posix())
+def test_config_label_list_is_shipped_with_its_num_classes_names(path):
+    data = load_config(path).data
+    if Path(data.label_list).parent == DEMO_ROOT:  # generated with the demo data, not shipped
+        assert len(DEMO_CLASS_NAMES) == data.num_classes
+        return
+    names = load_class_names(REPO / data.label_list)
+    assert len(names) == data.num_classes and len(set(names)) == len(names)
+    assert all(name and name == name.strip() for name in names)
+
+
+def test_shipped_class_names_are_the_published_ones(shared_lists):
+    label_lists = {Path(load_config(path).data.label_list) for path in CONFIGS}
+    shipped = sorted(path for path in label_lists if path.parts[0] == "lists")
+    assert len(shipped) == 8  # K400, the three K600 splits, UCF-101, HMDB-51, ActivityNet, Charades
+    for path in shipped:
+        assert load_class_names(REPO / path) == load_class_names(shared_lists / path.relative_to("lists"))
 
 
 def test_missing_list_file_fails_naming_the_key_before_building_anything(tiny_config, monkeypatch):

@@ -200,8 +200,8 @@ def _load_file(model: nn.Module, name: str, path: Path, visual_only: bool):
 
 def load(arch: str, pretrained: Optional[str] = None, load_weights: bool = True, pretrain: bool = True,
          download_root=None, grad_checkpointing: bool = False, joint_st: bool = False, drop_path: float = 0.0,
-         emb_dropout: float = 0.0) -> OpenClipModel:
-    """An open_clip model as BIKE's CLIP, in fp32 on the CPU, eval mode.
+         emb_dropout: float = 0.0, device="cpu") -> OpenClipModel:
+    """An open_clip model as BIKE's CLIP, in fp32 on `device` (the "meta" device builds shapes only), eval mode.
 
     `load_weights=False` builds the architecture only (random init; the tag still decides the
     preprocessing constants), for loading a BIKE checkpoint into it. `pretrain=False` loads only the image
@@ -227,7 +227,7 @@ def load(arch: str, pretrained: Optional[str] = None, load_weights: bool = True,
     except Exception as error:  # HF tokenizers need `transformers` and their vocabulary files
         raise ValueError(f"the tokenizer of open_clip model {name} cannot be built here "
                          f"({type(error).__name__}: {error})") from None
-    model = open_clip.create_model(name, pretrained=None, pretrained_image=False, pretrained_text=False)
+    model = open_clip.create_model(name, pretrained=None, pretrained_image=False, pretrained_text=False, device=device)
     if path is not None:
         _load_file(model, name, path, visual_only=not pretrain)
         logger.info("open_clip %s: weights from %s", name, path)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import train as train_program
-from clip import random_init_models
+from clip import open_clip_backbone, random_init_models
 from clip.architectures import architecture
 from clip.model import CLIP
 from datasets.annotations import load_class_names
@@ -22,10 +22,15 @@ CONFIGS = sorted(str(p) for p in (REPO / "configs").rglob("*.yaml"))
 def test_config_builds_its_model(path):
     config = load_config(path)
     network = config.network
-    clip_config = architecture(network.arch)
+    if open_clip_backbone.is_open_clip_arch(network.arch):  # built by open_clip, shapes only
+        model = open_clip_backbone.load(network.arch, network.pretrained, load_weights=False, device="meta")
+        clip_config = model.config
+    else:
+        clip_config = architecture(network.arch)
     with torch.device("meta"):  # shapes only: no memory, no weights needed
-        model = CLIP(clip_config, num_frames=config.data.num_segments * config.data.seg_length,
-                     drop_path=network.drop_out, emb_dropout=network.emb_dropout, joint_st=network.joint_st)
+        if not open_clip_backbone.is_open_clip_arch(network.arch):
+            model = CLIP(clip_config, num_frames=config.data.num_segments * config.data.seg_length,
+                         drop_path=network.drop_out, emb_dropout=network.emb_dropout, joint_st=network.joint_st)
         header = VideoHeader.for_clip(network.sim_header, network.interaction, model)
     if network.arch not in random_init_models():  # random-init models take any input size
         assert clip_config.image_resolution == config.data.input_size

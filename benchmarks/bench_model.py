@@ -3,6 +3,7 @@ the matmul peak measured in the same process.
 
     python benchmarks/bench_model.py                                  # CPU: ViT-B/32, 8 frames, batch 2
     python benchmarks/bench_model.py --arch ViT-B/16 --batch 32       # GPU (bf16 by default there)
+    python benchmarks/bench_model.py --arch open_clip:ViT-B-32        # an open_clip model (random init)
 
 The model is BIKE's (CLIP with random weights of the named architecture, Transf + VCS header, text tower
 frozen with its class features computed once). FLOPs are counted by torch's FlopCounterMode on the real
@@ -110,9 +111,12 @@ def autocast(precision, device):
 
 
 def build(arch, frames, size, device, compile_visual, grad_checkpointing):
-    model = clip.create_model(arch, num_frames=frames, grad_checkpointing=grad_checkpointing).to(device)
-    if size != model.visual.input_resolution:
-        raise SystemExit(f"{arch} takes {model.visual.input_resolution}-pixel images, not {size}")
+    if clip.open_clip_backbone.is_open_clip_arch(arch):  # open_clip:<model>, random init
+        model = clip.open_clip_backbone.load(arch, grad_checkpointing=grad_checkpointing).to(device)
+    else:
+        model = clip.create_model(arch, num_frames=frames, grad_checkpointing=grad_checkpointing).to(device)
+    if size != model.config.image_resolution:
+        raise SystemExit(f"{arch} takes {model.config.image_resolution}-pixel images, not {size}")
     header = VideoHeader.for_clip("Transf", "VCS", model).to(device)
     freeze_towers(model, fix_text=True, fix_video=False)
     encoder = VideoEncoder(model)
@@ -124,8 +128,8 @@ def build(arch, frames, size, device, compile_visual, grad_checkpointing):
 def measure(args, precision, device, compile_visual, grad_checkpointing) -> list:
     model, header, encoder = build(args.arch, args.frames, args.size, device, compile_visual, grad_checkpointing)
     with autocast(precision, device):
-        texts = ClassTexts.build(encoder, text_prompt([f"action {i}" for i in range(args.classes)]), True, device,
-                                 contextlib.nullcontext)
+        prompts = text_prompt([f"action {i}" for i in range(args.classes)], tokenizer=encoder.tokenize)
+        texts = ClassTexts.build(encoder, prompts, True, device, contextlib.nullcontext)
     trainable = [p for p in list(model.parameters()) + list(header.parameters()) if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-5, fused=True)
     frames = torch.randn(args.batch, args.frames, 3, args.size, args.size, device=device)

@@ -53,6 +53,14 @@ def class_features(encoder: VideoEncoder, prompts: torch.Tensor, batch_size: int
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
+def view_similarities(encoder: VideoEncoder, header: VideoHeader, views: torch.Tensor,
+                      class_eot: torch.Tensor, class_tokens: torch.Tensor) -> torch.Tensor:
+    """Cosine similarities [B, V, C] between each view of clips [B, V, T, 3, H, W] and each class."""
+    batch, num_views = views.shape[:2]
+    frames = encoder.encode_video(views.flatten(0, 1))
+    return header(frames, class_tokens, class_eot).float().view(batch, num_views, -1)
+
+
 def view_scores(encoder: VideoEncoder, header: VideoHeader, views: torch.Tensor,
                 class_eot: torch.Tensor, class_tokens: torch.Tensor) -> torch.Tensor:
     """Class probabilities [B, C] of clips with several views [B, V, T, 3, H, W].
@@ -60,7 +68,4 @@ def view_scores(encoder: VideoEncoder, header: VideoHeader, views: torch.Tensor,
     As the original: per view, softmax over the class cosine similarities (no logit scale), then the
     mean over views.
     """
-    batch, num_views = views.shape[:2]
-    frames = encoder.encode_video(views.flatten(0, 1))
-    similarity = header(frames, class_tokens, class_eot).float()
-    return similarity.softmax(dim=-1).view(batch, num_views, -1).mean(dim=1)
+    return view_similarities(encoder, header, views, class_eot, class_tokens).softmax(dim=-1).mean(dim=1)

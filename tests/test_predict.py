@@ -14,7 +14,7 @@ from modules import VideoHeader
 from tests.test_checkpoint import original_layout
 from tools import predict
 from utils.config import load_config
-from utils.prediction import Predictor, parse_class_names
+from utils.prediction import Predictor, parse_class_names, saliency_figure
 
 VIEWS = ["--test_crops", "3", "--test_clips", "2"]
 
@@ -89,9 +89,38 @@ def test_plot_png_is_drawn(tiny_config, checkpoint, tmp_path):
     config, video = one_video_config(tiny_config, tmp_path, "video")
     predict.main(["--config", config, "--weights", checkpoint, video, "--cpu", "--plot", str(tmp_path / "s.png")])
     with Image.open(tmp_path / "s.png") as image:
-        assert image.size == (600, 600)  # 4 frames: the 6 x 6 inch minimum at 100 dpi
+        assert image.size == (800, 650)  # 4 frames: the 8 x 6.5 inch minimum at 100 dpi
         pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
     assert pixels.std() > 0
+
+
+def test_calibrated_probabilities_and_the_panels_that_show_them(tiny_config, checkpoint, tmp_path):
+    config_path, video = one_video_config(tiny_config, tmp_path, "RGB")
+    predictor = Predictor(load_config(config_path), ["moving left", "growing", "rotating", "vanishing"], checkpoint,
+                          test_clips=2, test_crops=3)
+    prediction = predictor.predict(video)
+    with torch.no_grad():  # cosine similarities of the 6 views, by the model's own path
+        views = normalize_on_device(predictor.views(video))
+        frames = predictor.encoder.encode_video(views)
+        cosine = predictor.header(frames, predictor.tokens, predictor.eot).float()
+    scale = predictor.encoder.clip.logit_scale.exp().item()
+    torch.testing.assert_close(prediction.scores, cosine.softmax(-1).mean(0))  # test.py's, no logit scale
+    torch.testing.assert_close(prediction.probabilities, (scale * cosine).softmax(-1).mean(0))
+    assert prediction.logit_scale == pytest.approx(scale)
+
+    classes = [i for i, _ in prediction.top(3)]
+    figure = saliency_figure(prediction, predictor.saliency(prediction.frames, classes), predictor.class_names,
+                             classes, top=4)
+    score_axis, probability_axis = figure.axes[-2:]
+    assert "no logit scale" in score_axis.get_title() and f"{scale:.1f} x cosine" in probability_axis.get_title()
+    order = [i for i, _ in prediction.top(4)]
+    for axis, values in ((score_axis, prediction.scores), (probability_axis, prediction.probabilities)):
+        shown = sorted(text.get_text() for text in axis.texts)  # the bars' numbers
+        assert shown == sorted(f"{values[i]:.3f}" for i in order)
+        top_value = max(values.max().item(), 0.25)
+        assert top_value < axis.get_xlim()[1] <= 1.3 * top_value + 1e-9  # scaled to the data, not 0-1
+    top_down = sorted(zip(score_axis.get_yticks(), score_axis.get_yticklabels()), key=lambda tick: -tick[0])
+    assert [label.get_text() for _, label in top_down] == [predictor.class_names[i] for i in order]
 
 
 def test_clear_errors(tiny_config, checkpoint, tmp_path):

@@ -6,7 +6,8 @@
 INPUT: a video file, a frame folder (frames named by data.image_tmpl) or a folder of videos. Without
 --weights the model is zero-shot CLIP from network.arch. Frames are sampled, cropped and scored as in
 test.py, so the scores equal test.py's for the same view settings. --plot (one video) draws the sampled
-frames, the VCS temporal saliency of the top-3 classes and the class probabilities.
+frames, the VCS temporal saliency of the top-3 classes, and for the top classes test.py's score beside
+the model's calibrated probability (softmax of the learnt logit scale times the cosine similarities).
 """
 import argparse
 import csv
@@ -43,7 +44,8 @@ def parse_args(argv=None):
     parser.add_argument("--dense", action="store_true", help="dense (I3D-style) sampling")
     parser.add_argument("--topk", type=int, default=5)
     parser.add_argument("--output", default=None, help="all class probabilities of every video: .csv or .json")
-    parser.add_argument("--plot", default=None, help="PNG of frames, temporal saliency and probabilities (one video)")
+    parser.add_argument("--plot", default=None,
+                        help="PNG of frames, temporal saliency, scores and calibrated probabilities (one video)")
     parser.add_argument("--precision", choices=PRECISIONS, default=None, help=PRECISION_HELP)
     parser.add_argument("--cpu", action="store_true")
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="config overrides key=value")

@@ -1,8 +1,11 @@
 """Class scores of arbitrary videos with arbitrary class names, and the picture of which frames mattered.
 
 A `Predictor` reads a video file or a frame folder, samples and crops it exactly as `test.py`'s test
-dataset does (same `ClipSampler`, `test_transform` and `view_scores`), so its scores equal `test.py`'s
-for the same video and view settings. `saliency` exposes the VCS temporal weights the model itself uses.
+dataset does (same `ClipSampler`, `test_transform` and view scoring), so its scores equal `test.py`'s
+for the same video and view settings. Beside that score (softmax of the unscaled cosine similarities,
+close to uniform by design), it gives the model's calibrated probability, the softmax of the cosine
+similarities times the learnt logit scale, as in training. `saliency` exposes the VCS temporal weights
+the model itself uses.
 """
 import contextlib
 import logging
@@ -17,7 +20,7 @@ from datasets.decoding import VIDEO_EXTENSIONS, frame_file_names, open_video, re
 from datasets.sampling import ClipSampler
 from datasets.transforms import normalize_on_device, test_transform
 from modules import VideoHeader
-from modules.video_clip import view_scores
+from modules.video_clip import view_similarities
 from utils.inference import class_texts, load_video_model
 
 logger = logging.getLogger(__name__)
@@ -67,8 +70,10 @@ def find_inputs(inputs, image_tmpl, index_bias):
 @dataclass
 class Prediction:
     path: str
-    scores: torch.Tensor  # [C] class probabilities averaged over views
+    scores: torch.Tensor  # [C] test.py's score: per view softmax of the cosine similarities, mean over views
     frames: torch.Tensor = field(repr=False)  # uint8 [T, 3, S, S]: the first view, as the model saw it
+    probabilities: torch.Tensor  # [C] per view softmax of logit_scale x cosine similarities, mean over views
+    logit_scale: float  # exp of the model's learnt logit scale (100 for OpenAI's CLIP)
 
     def top(self, k):
         """[(class index, probability)] of the `k` best classes."""
@@ -114,9 +119,11 @@ class Predictor:
     def predict(self, path):
         views = self.views(path)
         with self.autocast():
-            scores = view_scores(self.encoder, self.header, normalize_on_device(views[None], self.device),
-                                 self.eot, self.tokens)
-        return Prediction(str(path), scores.float().cpu()[0], views[0])
+            similarity = view_similarities(self.encoder, self.header, normalize_on_device(views[None], self.device),
+                                           self.eot, self.tokens)[0].cpu()
+        logit_scale = self.encoder.clip.logit_scale.exp().float().item()
+        return Prediction(str(path), similarity.softmax(-1).mean(0), views[0],
+                          (logit_scale * similarity).softmax(-1).mean(0), logit_scale)
 
     @torch.no_grad()
     def saliency(self, frames, classes):
@@ -132,16 +139,28 @@ class Predictor:
         return weights[:, 0].float().cpu()
 
 
-def plot_saliency(prediction, saliency, class_names, classes, path, top=5):
-    """PNG: the frames as a strip, the saliency of `classes` as bars per frame, the top class probabilities."""
+def _probability_panel(axis, values, title, chance):
+    """Horizontal bars of `values` (best first, from the top) with their numbers, on an axis scaled to them."""
+    bars = axis.barh(range(len(values))[::-1], values, color="tab:gray")
+    axis.bar_label(bars, fmt="%.3f", padding=3, fontsize=7)
+    axis.axvline(chance, color="tab:red", lw=0.8, ls="--")
+    axis.set_xlim(0, 1.3 * max(max(values), chance))
+    axis.set_xlabel(f"dashed: uniform 1/{round(1 / chance)}", fontsize=7)
+    axis.set_title(title, fontsize=8)
+    axis.tick_params(axis="x", labelsize=7)
+
+
+def saliency_figure(prediction, saliency, class_names, classes, top=5):
+    """A figure of the frames as a strip, the saliency of `classes` as bars per frame, and for the `top`
+    classes test.py's score beside the model's calibrated probability, each with its numbers."""
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
     frames = prediction.frames.permute(0, 2, 3, 1).numpy()
     num_frames = len(frames)
-    figure = pyplot.figure(figsize=(max(6.0, 1.2 * num_frames), 6.0), dpi=100)
-    grid = figure.add_gridspec(3, num_frames, height_ratios=(1.0, 1.4, 1.2), hspace=0.45, left=0.25, right=0.97)
+    figure = pyplot.figure(figsize=(max(8.0, 1.2 * num_frames), 6.5), dpi=100)
+    grid = figure.add_gridspec(3, num_frames, height_ratios=(1.0, 1.4, 1.3), hspace=0.6, left=0.2, right=0.97)
     for index, frame in enumerate(frames):
         axis = figure.add_subplot(grid[0, index])
         axis.imshow(frame)
@@ -157,11 +176,26 @@ def plot_saliency(prediction, saliency, class_names, classes, path, top=5):
     bars.set_ylabel("VCS weight")
     bars.set_title("temporal saliency (softmax over frames)", fontsize=9)
     bars.legend(fontsize=7, loc="upper right")
-    probabilities = figure.add_subplot(grid[2, :])
-    best = prediction.top(top)
-    probabilities.barh([class_names[i] for i, _ in best][::-1], [p for _, p in best][::-1], color="tab:gray")
-    probabilities.set_xlim(0, 1)
-    probabilities.set_xlabel("probability")
+    best = [index for index, _ in prediction.top(top)]
+    chance = 1 / len(prediction.scores)
+    panels = grid[2, :].subgridspec(1, 2, wspace=0.08)
+    left = figure.add_subplot(panels[0])
+    right = figure.add_subplot(panels[1], sharey=left)
+    _probability_panel(left, prediction.scores[best].tolist(),
+                       "test.py score: softmax of cosine similarity\n(no logit scale, as the original)", chance)
+    _probability_panel(right, prediction.probabilities[best].tolist(),
+                       f"model probability: softmax of {prediction.logit_scale:.1f} x cosine\n"
+                       "(the learnt logit scale, as in training)", chance)
+    left.set_yticks(range(len(best))[::-1], [class_names[index] for index in best], fontsize=8)
+    right.tick_params(axis="y", labelleft=False)
     figure.suptitle(os.path.basename(prediction.path), fontsize=10)
+    return figure
+
+
+def plot_saliency(prediction, saliency, class_names, classes, path, top=5):
+    """`saliency_figure` as a PNG."""
+    from matplotlib import pyplot
+
+    figure = saliency_figure(prediction, saliency, class_names, classes, top)
     figure.savefig(path)
     pyplot.close(figure)

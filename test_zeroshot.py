@@ -1,7 +1,11 @@
 """Zero-shot evaluation: `python test_zeroshot.py --config CFG --weights CKPT [options] [key=value ...]`.
 
-Prints `Full-classes: Top1 X% Top5 Y%` and the half-class protocol (10 random halves of the classes,
-seeds 0..9) as `Half-classes: Top1 mean A% std B%, Top5 mean C% std D%`. Several label/list splits are
+By default the published protocol (the original test_zeroshot.py's, which gives the paper's figures):
+per-frame CLIP embeddings of the fine-tuned image encoder against the normalised class embeddings, a
+softmax per frame, averaged; the video header is not used. Prints `Full-classes: Top1 X% Top5 Y%` and
+the half-class protocol (10 random halves of the classes, seeds 0..9) as
+`Half-classes: Top1 mean A% std B%, Top5 mean C% std D%`. `--scoring video` scores with the whole model
+as test.py does and prints under `Video-level scores, ...` labels instead. Several label/list splits are
 evaluated in one run by repeating --config (e.g. Kinetics-600's three 160-class splits:
 --config configs/k600/k600_zero_shot_split1.yaml --config ...split2.yaml --config ...split3.yaml); each
 split is reported, then the full-class mean and std over the splits. Overrides apply to every config.
@@ -27,9 +31,10 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", "-cfg", required=True, action="append",
                         help="config of one label/list split; repeat it for several splits")
-    parser.add_argument("--scoring", choices=SCORINGS, default="video",
-                        help="video: the model's video-level scores, as test.py (default); frames: the original "
-                             "test_zeroshot.py's per-frame CLIP scores without the video header")
+    parser.add_argument("--scoring", choices=SCORINGS, default=SCORINGS[0],
+                        help="frames (default): the published protocol, the original test_zeroshot.py's per-frame "
+                             "CLIP scores without the video header; video: the model's video-level scores, as "
+                             "test.py (printed under other labels)")
     add_evaluation_arguments(parser, save_scores_help="write {'scores', 'labels', 'logits'} here (torch.save); "
                                                       "with several splits FILE.splitN.pt for split N")
     return parser.parse_args(argv)
@@ -72,13 +77,13 @@ def main(argv=None):
             continue
         if len(args.config) > 1:
             print(f"Split {split}/{len(args.config)}: {config_path}", flush=True)
-        print(results[-1].summary(), flush=True)
+        print(results[-1].summary(args.scoring), flush=True)
         if args.save_scores:
             path = scores_path(args.save_scores, split, len(args.config))
             save_atomically({"scores": averaged_softmax(logits), "labels": labels, "logits": logits}, path)
             logger.info("scores saved to %s", path)
     if len(results) > 1 and ctx.is_main:
-        print(splits_summary(results), flush=True)
+        print(splits_summary(results, args.scoring), flush=True)
     return results
 
 

@@ -6,7 +6,7 @@ import argparse
 import logging
 
 
-from utils.attributes import DEFAULT_FUSION_WEIGHTS, fused_evaluation
+from utils.attributes import DEFAULT_FUSION_WEIGHTS, fused_evaluation, load_attributes_branch
 from utils.checkpoint import save_atomically
 from utils.config import check_files, load_config
 from utils.distributed import init_distributed, run_program
@@ -23,7 +23,10 @@ def parse_args(argv=None):
     parser.add_argument("--config", "-cfg", required=True)
     parser.add_argument("--fusion_weights", type=float, nargs=2, default=DEFAULT_FUSION_WEIGHTS,
                         metavar=("VIDEO", "ATTRIBUTES"), help="weights of the fused scores of a train_co.py checkpoint "
-                        "(with data.attributes_val_path); default 0.7 0.3")
+                        "or of --attributes_weights (with data.attributes_val_path); default 0.7 0.3")
+    parser.add_argument("--attributes_weights", default=None, metavar="FILE",
+                        help="checkpoint of the original train_attributes.py: its CLIP text tower and attributes head "
+                             "score data.attributes_val_path, fused with the video branch of --weights")
     return add_evaluation_arguments(parser).parse_args(argv)
 
 
@@ -32,7 +35,9 @@ def main(argv=None):
     ctx = init_distributed(force_cpu=args.cpu, timeout_minutes=args.dist_timeout)
     setup_logging(None, ctx.is_main)
     config = load_config(args.config, args.overrides)
-    check_files(config, ("data.val_list", "data.label_list"))
+    attributes_keys = ("data.attributes_val_path",) if args.attributes_weights else ()
+    check_files(config, ("data.val_list", "data.label_list") + attributes_keys)
+    attributes_branch = load_attributes_branch(args.attributes_weights, ctx.device) if args.attributes_weights else None
     autocast = autocast_for(resolve_precision(args.precision, ctx.device), ctx.device)
     crops = args.test_crops or config.data.test_crops
     clips = args.test_clips or config.data.test_clips
@@ -47,9 +52,9 @@ def main(argv=None):
     # running-average figure, which depends on the batch size and the number of processes.
     result = score_metrics(scores, labels, with_map=str(config.data.dataset).lower().startswith("anet"),
                            original_batches=(config.data.batch_size, ctx.world_size))
-    # Attributes branch: fused scores when the checkpoint holds an attributes head (train_co.py).
+    # Attributes branch: from --attributes_weights, or the checkpoint's own head (train_co.py); then fused.
     fusion = fused_evaluation(encoder, args.weights, config, loader.dataset, scores, labels, ctx, autocast,
-                              args.fusion_weights)
+                              args.fusion_weights, attributes_branch)
     if ctx.is_main:
         print(result.summary(), flush=True)
         if fusion:

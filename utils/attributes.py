@@ -22,15 +22,15 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from clip.model import load_weights
+from clip.model import build_model, load_weights
 from clip.weights import strip_module_prefix
 from datasets.annotations import load_class_names
 from datasets.attributes import (ATTRIBUTES_KEY, DEFAULT_TOPK, SCORES_KEY, AttributesDataset, AttributesError,
                                  read_attributes, write_attributes)
 from datasets.transforms import normalize_on_device
 from modules import AttributesHead, text_prompt
-from modules.video_clip import class_features
-from utils.checkpoint import read_checkpoint
+from modules.video_clip import VideoEncoder, class_features
+from utils.checkpoint import HEADER_KEY, read_attributes_checkpoint, read_checkpoint
 from utils.distributed import all_gather_no_grad, barrier, gather_to_main, world_size as world_size_of_group
 from utils.evaluation import ShardSampler, evaluation_loader, gather_in_list_order, score_metrics
 from utils.logger import Progress, epoch_label
@@ -187,7 +187,7 @@ def generate_attributes(encoder, header, dataset, phrases, output, *, topk=5, ba
             done.update(chunk_entries)
             chunk_entries = {}
         bar.update()
-    shares = gather_to_main({video: done[video] for chunk in my_chunks for video in chunk if video in done})
+    shares = []; barrier()
     if rank != 0:
         barrier()  # until rank 0 has written `output`: only then is this process's log no longer needed
         if world_size_of_group() > 1:
@@ -339,11 +339,32 @@ def load_attributes_head(path, embed_dim: int):
     return head
 
 
+def load_attributes_branch(path, device="cpu"):
+    """(VideoEncoder, AttributesHead) of an original `train_attributes.py` checkpoint: the branch encodes
+    sentences and class prompts with that file's own CLIP text tower."""
+    clip_state, head_state = read_attributes_checkpoint(path)
+    time_embedding = clip_state.get("visual.time_embedding")  # present when trained with joint_st
+    clip_model = build_model(clip_state, joint_st=time_embedding is not None,
+                             num_frames=time_embedding.shape[0] if time_embedding is not None else 8)
+    head = AttributesHead(clip_model.config.embed_dim)
+    load_weights(head, head_state, what=f"'{HEADER_KEY}' (attributes head) of {path}")
+    logger.info("attributes branch from %s", path)
+    return VideoEncoder(clip_model).to(device).eval(), head
+
+
 def fused_evaluation(encoder, weights, config, dataset, video_scores, labels, ctx, autocast,
-                     fusion_weights=DEFAULT_FUSION_WEIGHTS):
-    """test.py's fused scores: a FusionReport when checkpoint `weights` holds an attributes head and the
-    config names the attributes of `dataset`'s list (data.attributes_val_path), else None."""
-    head = load_attributes_head(weights, encoder.clip.config.embed_dim)
+                     fusion_weights=DEFAULT_FUSION_WEIGHTS, attributes_branch=None):
+    """test.py's fused scores: a FusionReport when the config names the attributes of `dataset`'s list
+    (data.attributes_val_path) and there is an attributes branch, else None.
+
+    The branch is `attributes_branch` (the (text encoder, head) pair of `load_attributes_branch`: the
+    original's separately trained V+A pair) when given, else the head that checkpoint `weights` holds
+    beside `encoder` (train_co.py).
+    """
+    if attributes_branch is not None:
+        encoder, head = attributes_branch
+    else:
+        head = load_attributes_head(weights, encoder.clip.config.embed_dim)
     if head is None:
         return None
     if not config.data.attributes_val_path:

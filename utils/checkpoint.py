@@ -31,6 +31,32 @@ def read_checkpoint(path) -> dict:
     return checkpoint
 
 
+ATTRIBUTES_HEAD_PARTS = ("query_fc.", "sentence_fc.")  # the attributes head's parameter names
+
+
+def read_attributes_checkpoint(path) -> tuple:
+    """(CLIP state dict, attributes-head state dict) of a checkpoint of the original `train_attributes.py`.
+
+    That file has the usual layout, but its `fusion_model_state_dict` is the attributes head
+    (`query_fc.*`, `sentence_fc.*`), not a video header; `module.` prefixes are removed. A file that is not
+    one is an error naming the file and what is missing.
+    """
+    checkpoint = safe_load(path)
+    what = f"{path} is not an attributes checkpoint of train_attributes.py"
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"{what}: expected a dict with '{MODEL_KEY}' and '{HEADER_KEY}', found "
+                         f"{type(checkpoint).__name__}")
+    missing = [key for key in (MODEL_KEY, HEADER_KEY) if not isinstance(checkpoint.get(key), dict)]
+    if missing:
+        raise ValueError(f"{what}: missing keys {missing} (found {sorted(checkpoint)})")
+    head = strip_module_prefix(checkpoint[HEADER_KEY])
+    if not any(key.startswith(ATTRIBUTES_HEAD_PARTS) for key in head):
+        raise ValueError(f"{what}: its '{HEADER_KEY}' holds no attributes head (no "
+                         f"{'/'.join(part + '*' for part in ATTRIBUTES_HEAD_PARTS)} keys; found "
+                         f"{sorted(head)[:6] or 'nothing'}); a video checkpoint goes to --weights")
+    return strip_module_prefix(checkpoint[MODEL_KEY]), head
+
+
 def trained_epoch_label(checkpoint: dict) -> str:
     """The epoch a checkpoint was saved after, as logs count ('epoch 12/12'; the field is 0-based)."""
     if not isinstance(checkpoint.get("epoch"), int):

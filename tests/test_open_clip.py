@@ -20,11 +20,11 @@ import train as train_program
 from clip import open_clip_backbone
 from datasets.annotations import load_class_names
 from datasets.build import build_dataset
-from modules import PROMPT_TEMPLATE
+from modules import PROMPT_TEMPLATE, VideoHeader, text_prompt
 from modules.video_clip import VideoEncoder
 from utils.checkpoint import read_checkpoint
 from utils.config import load_config
-from utils.training import build_clip
+from utils.training import ClassTexts, build_clip, training_step_loss
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 TEXT = {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}
@@ -119,6 +119,23 @@ def test_gradient_checkpointing_gives_the_same_gradients(weights):
     assert len(grads[0]) == len(grads[1]) > 0
     for plain, recomputed in zip(*grads):
         torch.testing.assert_close(plain, recomputed)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_every_trainable_parameter_gets_a_gradient_as_ddp_needs_and_bf16_agrees(weights, name):
+    pretrained, _ = weights[name]
+    model, _ = clip.load(f"open_clip:{name}", pretrained=pretrained)
+    torch.manual_seed(3)
+    header = VideoHeader.for_clip("Transf", "VCS", model)
+    encoder = VideoEncoder(model).train()
+    texts = ClassTexts(text_prompt(["jumping", "running", "sitting"], tokenizer=encoder.tokenize))
+    frames, labels = torch.randn(2, 2, 3, 32, 32), torch.tensor([0, 2])
+    loss = training_step_loss(encoder, header, frames, labels, texts, "NCE")
+    loss.backward()
+    assert [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None] == []
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+        bf16_loss = training_step_loss(encoder, header, frames, labels, texts, "NCE")
+    assert torch.isfinite(bf16_loss) and abs(bf16_loss.item() - loss.item()) < 0.05 * abs(loss.item()) + 0.02
 
 
 def test_a_missing_weights_file_an_unknown_tag_and_an_unreachable_tag_are_named(weights, tmp_path, monkeypatch):

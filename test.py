@@ -61,7 +61,8 @@ def main(argv=None):
             print(fusion.summary(), flush=True)
         if args.save_scores:
             extra = {"attributes_scores": fusion.attributes.scores, "fused_scores": fusion.fused.scores} if fusion else {}
-            save_atomically({"scores": scores, "labels": labels, **extra}, args.save_scores)
+            inputs = {"weights": args.weights, "video_list": config.data.val_list}  # for the tools' titles
+            save_atomically({"scores": scores, "labels": labels, **inputs, **extra}, args.save_scores)
             logger.info("scores saved to %s", args.save_scores)
     return result
 

@@ -50,7 +50,9 @@ def test_scores_equal_test_py_for_the_same_video_and_views(modality, tiny_config
     config, video = one_video_config(tiny_config, tmp_path, modality)
     test_program.main(["--config", config, "--weights", checkpoint, *VIEWS, "--cpu", "--no_progress",
                        "--save_scores", str(tmp_path / "scores.pt")])
-    expected = torch.load(tmp_path / "scores.pt", weights_only=True)["scores"][0]
+    saved = torch.load(tmp_path / "scores.pt", weights_only=True)
+    assert (saved["weights"], saved["video_list"]) == (checkpoint, str(tmp_path / "one.txt"))  # for titles
+    expected = saved["scores"][0]
 
     predictions = predict.main(["--config", config, "--weights", checkpoint, video, *VIEWS, "--cpu",
                                 "--output", str(tmp_path / "out.json")])

@@ -12,7 +12,7 @@ if __package__ in (None, ""):  # run as a script: make the repository's packages
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from datasets.annotations import load_class_names  # noqa: E402
-from utils.score_analysis import analyse, load_scores, plot_confusion  # noqa: E402
+from utils.score_analysis import analyse, describe, load_scores, plot_confusion  # noqa: E402
 
 
 def main(argv=None):
@@ -22,9 +22,11 @@ def main(argv=None):
     parser.add_argument("--out", default=None, help="confusion-matrix PNG")
     parser.add_argument("--table", default=None, help="per-class accuracy as CSV (class, videos, accuracy)")
     parser.add_argument("--top", type=int, default=10, help="largest confusions to list")
+    parser.add_argument("--title", default=None,
+                        help="the picture's title (default: the weights and video list test.py recorded, top-1)")
     args = parser.parse_args(argv)
-    scores, labels = load_scores(args.scores)
-    analysis = analyse(scores, labels, load_class_names(args.classes))
+    saved = load_scores(args.scores)
+    analysis = analyse(saved["scores"], saved["labels"], load_class_names(args.classes))
     videos = analysis.confusion.sum(1).tolist()
     accuracy = analysis.per_class_accuracy.tolist()
     print(f"{'class':<40} {'videos':>7} {'top-1':>7}")
@@ -39,7 +41,7 @@ def main(argv=None):
             writer.writerow(["class", "videos", "top1"])
             writer.writerows(zip(analysis.class_names, videos, [f"{v:.2f}" for v in accuracy]))
     if args.out:
-        plot_confusion(analysis, args.out)
+        plot_confusion(analysis, args.out, args.title or describe(saved, args.scores, analysis))
         print(f"confusion matrix written to {args.out}")
     return analysis
 

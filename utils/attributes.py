@@ -187,7 +187,7 @@ def generate_attributes(encoder, header, dataset, phrases, output, *, topk=5, ba
             done.update(chunk_entries)
             chunk_entries = {}
         bar.update()
-    shares = []; barrier()
+    shares = gather_to_main({video: done[video] for chunk in my_chunks for video in chunk if video in done})
     if rank != 0:
         barrier()  # until rank 0 has written `output`: only then is this process's log no longer needed
         if world_size_of_group() > 1:

@@ -1,24 +1,41 @@
-"""torchrun with 2 CPU processes: training gradients and test scores equal those of one process."""
+"""Several processes: torchrun with 2 CPU processes (gloo) against one process, failures, device choice."""
 import os
+import signal
 import subprocess
 import sys
+import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import torch
 
 import test as test_program
-from tests import ddp_step
+import train
+from tests import ddp_step, ddp_training
+from tools import generate_attributes
 from tests.test_checkpoint import original_layout
+from utils import distributed
+from utils.config import load_config
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def torchrun(args, cwd=REPO, processes=2, timeout=240):
+def torchrun(args, cwd=REPO, processes=2, timeout=240, check=True):
+    """Runs a torchrun job of `processes` CPU processes; stops the whole job when it outlives `timeout`."""
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", *args]
-    completed = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    job = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    try:
+        stdout, stderr = job.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(job.pid, signal.SIGKILL)
+        stdout, stderr = job.communicate()
+        pytest.fail(f"torchrun still running after {timeout} s:\n{stdout[-3000:]}{stderr[-3000:]}")
+    completed = subprocess.CompletedProcess(command, job.returncode, stdout, stderr)
+    if check:
+        assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     return completed
 
 
@@ -55,3 +72,73 @@ def test_two_process_test_scores_equal_one_process_with_an_odd_number_of_videos(
     assert torch.equal(one["labels"], torch.tensor([int(line.split()[-1]) for line in val_lines]))
     assert torch.equal(two["labels"], one["labels"])
     torch.testing.assert_close(two["scores"], one["scores"], atol=1e-6, rtol=1e-5)
+
+
+def test_a_failing_rank_ends_the_job_at_once_with_its_traceback():
+    start = time.monotonic()
+    completed = torchrun([str(REPO / "tests" / "ddp_failure.py"), "fail"], check=False, timeout=90)
+    elapsed = time.monotonic() - start
+    assert completed.returncode != 0
+    assert "[rank 1] ValueError: cannot decode video_042.mp4 (simulated failure of rank 1)" in completed.stderr
+    assert "rank 0 done" not in completed.stdout
+    assert elapsed < 60, f"the job took {elapsed:.0f} s to end"
+
+
+def test_a_successful_job_leaves_the_process_group_in_every_process():
+    completed = torchrun([str(REPO / "tests" / "ddp_failure.py"), "succeed"], timeout=90)
+    assert completed.stdout.count("left the process group") == 2
+
+
+def test_ranks_build_the_same_model_and_accumulate_gradients_with_one_all_reduce_per_step(tiny_config, tmp_path):
+    # network.init False: the text tower is random, so class features differ unless every rank seeds alike.
+    config_path = tiny_config.write(solver={"grad_accumulation_steps": 2})
+    torchrun([str(REPO / "tests" / "ddp_training.py"), config_path, str(tmp_path / "ranks.pt")])
+    ranks = torch.load(tmp_path / "ranks.pt", weights_only=True)
+    assert torch.equal(ranks["class_features"][0], ranks["class_features"][1])
+    assert all(torch.equal(ranks["heads"][0][k], ranks["heads"][1][k]) for k in ranks["heads"][0])
+    first, second, third, fourth = ranks["all_reduces"]  # DDP's all-reduces during each micro-step
+    assert first == third == 0 and second > 0 and fourth > 0
+    weights, _ = ddp_training.train_accumulated(load_config(config_path), 0, 1, distributed=False)
+    assert set(ranks["weights"]) == set(weights)
+    for name, value in weights.items():
+        torch.testing.assert_close(ranks["weights"][name], value, atol=1e-6, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("local_rank, local_world_size, device_count, expected", [
+    (0, 1, 1, 0), (1, 2, 2, 1), (3, 4, 8, 3),  # plain torchrun: every process sees every GPU of the node
+    (3, 4, 1, 0), (1, 2, 1, 0),  # SLURM / Kubernetes: each process sees only its own GPU
+])
+def test_the_local_rank_maps_onto_the_visible_gpus(local_rank, local_world_size, device_count, expected):
+    assert distributed.cuda_device_index(local_rank, local_world_size, device_count) == expected
+
+
+def test_more_processes_than_visible_gpus_is_an_error_that_says_what_to_start():
+    with pytest.raises(RuntimeError, match=r"4 processes .* only 2 GPUs .*share a GPU.*--nproc_per_node=2"):
+        distributed.cuda_device_index(2, 4, 2)
+
+
+def test_init_picks_the_mapped_gpu_and_passes_the_timeout(monkeypatch):
+    chosen, joined = [], {}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda **kwargs: joined.update(kwargs))
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    args = train.parse_args(["--config", "x.yaml", "--dist_timeout", "90"])
+    context = distributed.init_distributed(timeout_minutes=args.dist_timeout)
+    assert context.device == torch.device("cuda", 0) and chosen == [torch.device("cuda", 0)]
+    assert joined["backend"] == "nccl" and joined["timeout"] == timedelta(minutes=90)
+    assert train.parse_args(["--config", "x.yaml"]).dist_timeout == distributed.DEFAULT_TIMEOUT_MINUTES >= 30
+
+
+def test_attribute_generation_gathers_the_shares_of_nodes_without_a_shared_file_system(tiny_config, tmp_path):
+    options = ["--config", tiny_config.write(), "--split", "val", "--save_every", "3", "--topk", "2", "--cpu",
+               "--no_progress"]
+    generate_attributes.main([*options, "--output", str(tmp_path / "one.json")])
+    torchrun([str(REPO / "tests" / "ddp_attributes.py"), str(tmp_path / "nodes"), *options, "--output", "two.json"])
+    assert (tmp_path / "nodes" / "rank0" / "two.json").read_bytes() == (tmp_path / "one.json").read_bytes()
+    assert [path.name for path in (tmp_path / "nodes").rglob("*") if path.is_file()] == ["two.json"]  # logs removed

@@ -179,18 +179,24 @@ def _paint_object(frame, state, sides, aspect, color):
     region += alpha * (color - region)
 
 
+def state_at(params, t):
+    """The object's state at time `t` in [0, 1] of the forward motion (linear from start to end)."""
+    start, end = asdict(params.start), asdict(params.end)
+    return ObjectState(**{key: start[key] + (end[key] - start[key]) * t for key in start})
+
+
+def _frame_with_object(background, params, state):
+    frame = background.copy()
+    _paint_object(frame, state, params.sides, params.aspect, np.asarray(params.color, dtype=np.float32))
+    return np.clip(np.rint(frame), 0, 255).astype(np.uint8)
+
+
 def render_forward(params, height=HEIGHT, width=WIDTH):
     """Frames of the forward motion as uint8 [T, H, W, 3]."""
     background = render_background(params, height, width)
-    color = np.asarray(params.color, dtype=np.float32)
     frames = np.empty((params.num_frames, height, width, 3), dtype=np.uint8)
-    start, end = asdict(params.start), asdict(params.end)
     for index in range(params.num_frames):
-        t = index / (params.num_frames - 1)
-        state = ObjectState(**{key: start[key] + (end[key] - start[key]) * t for key in start})
-        frame = background.copy()
-        _paint_object(frame, state, params.sides, params.aspect, color)
-        frames[index] = np.clip(np.rint(frame), 0, 255).astype(np.uint8)
+        frames[index] = _frame_with_object(background, params, state_at(params, index / (params.num_frames - 1)))
     return frames
 
 
@@ -334,3 +340,51 @@ def ensure_demo_dataset(root, num_per_class=48, seed=0, val_fraction=0.25, worke
         return DemoDataset.at(root)
     logger.info("generating the synthetic demo dataset in %s", root)
     return generate_demo_dataset(root, num_per_class, seed, val_fraction, workers, progress)
+
+
+# Captioned stills for pretraining a small CLIP (tools/pretrain_demo_clip.py): single frames of the demo's
+# world and a caption of what that one frame shows (never motion or time).
+COLOUR_NAMES = dict(zip(_BRIGHT_CHANNELS, ("red", "green", "blue", "yellow", "magenta", "cyan")))
+SHAPE_NAMES = {3: "triangle", 4: "diamond", 5: "pentagon"}
+# Where the object's first corner points (angles clockwise from the right, as the screen shows them).
+POINTING = ("right", "down-right", "down", "down-left", "left", "up-left", "up", "up-right")
+
+
+def random_still(rng, height=HEIGHT, width=WIDTH):
+    """(clip parameters, object state) of a frame at a random time of a random demo clip."""
+    motion = MOTION_PAIRS[rng.integers(len(MOTION_PAIRS))][0]
+    params = sample_clip_params(rng, motion, height, width)
+    return params, state_at(params, rng.uniform())
+
+
+def render_still(params, state, height=HEIGHT, width=WIDTH):
+    """One frame (uint8 [H, W, 3]) of the object in `state` on the clip's background."""
+    return _frame_with_object(render_background(params, height, width), params, state)
+
+
+def colour_name(colour):
+    """The name of a `_vivid_colour`: its bright channels are >= 175, the others <= 80."""
+    return COLOUR_NAMES[tuple(int(channel >= 175) for channel in colour)]
+
+
+def _pointing(params, state):
+    """Where a tip of the shape points; a diamond looks the same turned by half a turn."""
+    period = math.pi if params.sides == 4 else 2 * math.pi
+    eighth = round((state.angle % period) / (math.pi / 4)) % len(POINTING)
+    return POINTING[eighth]
+
+
+def describe_still(params, state, height=HEIGHT, left=0.0, right=WIDTH):
+    """A caption of what the frame shows, e.g. "a photo of a small red triangle pointing up on the left
+    near the top". Sizes are relative to the frame height; positions to the visible columns [left, right)."""
+    if state.opacity < 0.15:
+        return "a photo of an empty textured background"
+    size = state.radius / height
+    size = "small" if size < 0.1 else "medium" if size < 0.21 else "large"
+    across = (state.x - left) / (right - left)
+    across = "on the left" if across < 0.38 else "on the right" if across > 0.62 else "in the centre"
+    down = state.y / height
+    down = "near the top" if down < 0.43 else "near the bottom" if down > 0.57 else "at mid height"
+    faint = "faint " if state.opacity < 0.6 else ""
+    return (f"a photo of a {faint}{size} {colour_name(params.color)} {SHAPE_NAMES[params.sides]} "
+            f"pointing {_pointing(params, state)} {across} {down}")

@@ -1,6 +1,7 @@
 """Training: the NCE loss as the original defines it, schedules, frozen towers, and resume after a kill."""
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,6 +14,8 @@ import torch.nn.functional as F
 
 import clip
 import train as train_program
+from tests.resume_checks import EpochRecorder, assert_resumed, keeping_each_epoch
+from tests.tiny_run import TinyConfig
 from utils import training
 from utils.config import build_config, load_config
 from utils.losses import label_equality, symmetric_loss
@@ -89,11 +92,10 @@ def test_running_out_of_memory_names_the_config_keys_that_help(checkpointing, mo
 
 
 def epoch_losses(log_file: Path) -> dict:
+    """0-based epoch -> mean loss, from the 'epoch N/M: mean loss X' lines (N counts from 1)."""
     losses = {}
-    for line in log_file.read_text().splitlines():
-        if ": mean loss " in line:
-            epoch = int(line.split("epoch ")[1].split(":")[0])
-            losses[epoch] = float(line.split("mean loss ")[1].split(",")[0])
+    for match in re.finditer(r"epoch (\d+)/\d+: mean loss ([0-9.]+)", log_file.read_text()):
+        losses[int(match.group(1)) - 1] = float(match.group(2))
     return losses
 
 
@@ -125,3 +127,49 @@ def test_killed_run_resumes_from_its_last_checkpoint_and_matches_an_uninterrupte
     assert final["epoch"] == reference["epoch"] == 3
     for key, value in reference["model_state_dict"].items():
         torch.testing.assert_close(final["model_state_dict"][key], value, atol=1e-5, rtol=1e-4, msg=key)
+
+
+@pytest.fixture(scope="module")
+def two_epochs(tiny_dataset, tmp_path_factory):
+    """A 2-epoch train.py run on the tiny data that keeps each epoch's checkpoint (epoch0.pt, epoch1.pt)."""
+    tiny = TinyConfig(tiny_dataset, tmp_path_factory.mktemp("two_epochs"))
+    config = tiny.write(solver={"epochs": 2})
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(train_program, "save_training_checkpoint",
+                            keeping_each_epoch(train_program.save_training_checkpoint))
+        train_program.main(["--config", config, "--log_time", "whole", "--cpu", "--no_progress"])
+    return tiny, config, tiny.run_folder("whole")
+
+
+def resumed_run(two_epochs, monkeypatch, log_time):
+    """train.py resumed from the first epoch's checkpoint; (recorder, checkpoint, log text, last checkpoint)."""
+    tiny, config, whole = two_epochs
+    recorder = EpochRecorder(train_program.train_one_epoch)
+    monkeypatch.setattr(train_program, "train_one_epoch", recorder)
+    train_program.main(["--config", config, "--log_time", log_time, "--cpu", "--no_progress",
+                        f"resume={whole / 'epoch0.pt'}"])
+    folder = tiny.run_folder(log_time)
+    return (recorder, torch.load(whole / "epoch0.pt", weights_only=True), (folder / "log.txt").read_text(),
+            torch.load(folder / "last_model.pt", weights_only=True))
+
+
+def test_resume_starts_at_the_saved_epoch_with_the_saved_optimizer_and_schedule(two_epochs, monkeypatch):
+    recorder, checkpoint, log, last = resumed_run(two_epochs, monkeypatch, "resumed")
+    assert_resumed(recorder, checkpoint, log, epochs=2)
+    reference = torch.load(two_epochs[2] / "last_model.pt", weights_only=True)
+    for key, value in reference["model_state_dict"].items():
+        torch.testing.assert_close(last["model_state_dict"][key], value, atol=1e-5, rtol=1e-4, msg=key)
+
+
+def test_the_resume_checks_fail_when_resume_is_ignored(two_epochs, monkeypatch):
+    """A train.py that ignored `resume=` (trained from epoch 0 with a fresh optimizer) fails them."""
+    def ignore(path, clip_model, header, optimizer, scheduler, scaler):
+        return 0, 0.0
+
+    monkeypatch.setattr(train_program, "resume_training", ignore)
+    recorder, checkpoint, log, _ = resumed_run(two_epochs, monkeypatch, "ignored")
+    with pytest.raises(AssertionError, match="trained epochs"):
+        assert_resumed(recorder, checkpoint, log, epochs=2)
+    recorder.epochs = [1]  # even a run that skipped to the right epoch has the wrong optimizer state
+    with pytest.raises(AssertionError):
+        assert_resumed(recorder, checkpoint, "", epochs=2)

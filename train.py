@@ -12,6 +12,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
+from clip import arch_folder_name
 from datasets.build import build_dataset
 from modules import VideoHeader, text_prompt
 from modules.video_clip import VideoEncoder, class_features
@@ -47,6 +48,12 @@ def run_name(requested, distributed: bool) -> str:
     if distributed:
         dist.broadcast_object_list(name, src=0)
     return name[0]
+
+
+def run_folder(config, requested, distributed: bool) -> Path:
+    """output_path/dataset/<network.arch as one folder name: a weight file's stem>/<run name>."""
+    return (Path(config.data.output_path) / config.data.dataset / arch_folder_name(config.network.arch)
+            / run_name(requested, distributed))
 
 
 def train_loader_for(dataset, config, ctx) -> DataLoader:
@@ -105,8 +112,7 @@ def main(argv=None):
     check_files(config)
     precision = resolve_precision(args.precision, ctx.device)
     autocast = autocast_for(precision, ctx.device)
-    work_dir = Path(config.data.output_path) / config.data.dataset / config.network.arch / run_name(
-        args.log_time, ctx.distributed)
+    work_dir = run_folder(config, args.log_time, ctx.distributed)
     setup_logging(work_dir, ctx.is_main)
     if ctx.is_main:
         shutil.copy(args.config, work_dir / Path(args.config).name)

@@ -87,8 +87,7 @@ def main(argv=None):
     check_files(config, DATA_FILE_KEYS + ATTRIBUTE_FILE_KEYS)
     precision = resolve_precision(args.precision, ctx.device)
     autocast = autocast_for(precision, ctx.device)
-    work_dir = Path(config.data.output_path) / config.data.dataset / config.network.arch / video_training.run_name(
-        args.log_time, ctx.distributed)
+    work_dir = video_training.run_folder(config, args.log_time, ctx.distributed)
     setup_logging(work_dir, ctx.is_main)
     if ctx.is_main:
         shutil.copy(args.config, work_dir / Path(args.config).name)

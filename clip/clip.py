@@ -10,6 +10,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import re
 import tempfile
 import urllib.error
 import urllib.request
@@ -54,6 +55,15 @@ def available_models() -> List[str]:
 def random_init_models() -> List[str]:
     """Small named architectures that exist only with random weights (demos and tests)."""
     return list(RANDOM_INIT_ARCHITECTURES)
+
+
+def arch_folder_name(arch: str) -> str:
+    """One folder name for `network.arch`, as run folders use it: a weight file gives its stem
+    (`/w/clip_tiny.pt` -> `clip_tiny`), a model name its characters that are safe in a file name, the
+    others as '-' (`ViT-B/32` -> `ViT-B-32`, as OpenAI names its file; `open_clip:ViT-B-32` -> `open_clip-ViT-B-32`)."""
+    known = canonical_name(arch) in OPENAI_ARCHITECTURES or canonical_name(arch) in RANDOM_INIT_ARCHITECTURES
+    name = arch if known or is_open_clip_arch(arch) else Path(arch).stem
+    return re.sub(r"[^\w.@+-]", "-", name).strip(".") or "arch"
 
 
 def default_cache_dir() -> Path:

@@ -34,4 +34,4 @@ class TinyConfig:
         return str(path)
 
     def run_folder(self, log_time: str) -> Path:
-        return self.folder / "exps" / "tiny" / "ViT-Tiny" / "16" / log_time
+        return self.folder / "exps" / "tiny" / "ViT-Tiny-16" / log_time  # network.arch ViT-Tiny/16

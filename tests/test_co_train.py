@@ -15,6 +15,7 @@ from clip.weights import strip_module_prefix
 from datasets.annotations import load_class_names, read_video_list
 from datasets.attributes import write_attributes
 from utils.attributes import ATTRIBUTES_HEAD_KEY
+from tests.resume_checks import EpochRecorder, assert_resumed
 from tests.tiny_run import TinyConfig
 from utils.config import ConfigError, load_config
 
@@ -101,9 +102,13 @@ def test_co_training_checkpoint_is_evaluated_fused_by_test_py(co_run, tiny_datas
     assert torch.equal(saved["labels"], torch.tensor([r.label for r in records]))
 
 
-def test_resumed_co_training_restores_both_heads(co_run):
+def test_resumed_co_training_restores_both_heads(co_run, monkeypatch):
+    recorder = EpochRecorder(train_co.train_one_epoch)
+    monkeypatch.setattr(train_co, "train_one_epoch", recorder)
     train_co.main(["--config", co_run.config, "--log_time", "resumed", "--cpu", "--no_progress",
                    f"resume={co_run.folder / 'epoch0.pt'}"])
+    assert_resumed(recorder, torch.load(co_run.folder / "epoch0.pt", weights_only=True),
+                   (co_run.tiny.run_folder("resumed") / "log.txt").read_text(), epochs=2)
     whole = torch.load(co_run.folder / "last_model.pt", weights_only=True)
     resumed = torch.load(co_run.tiny.run_folder("resumed") / "last_model.pt", weights_only=True)
     assert resumed["epoch"] == 1

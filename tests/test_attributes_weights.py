@@ -53,7 +53,8 @@ def pair(tiny_config, tmp_path):
     phrases = {video: [names[i] for i in torch.randperm(len(names), generator=generator)[:3].tolist()]
                for video in videos}
     (tmp_path / "val_attributes.json").write_text(json.dumps(
-        {video: {"classname_topk": ranked, "classname_topk_scores": [0.3, 0.2, 0.1]} for video, ranked in phrases.items()}))
+        {video: {"classname_topk": ranked, "classname_topk_scores": [0.3, 0.2, 0.1]}
+         for video, ranked in phrases.items()}))
     config = tiny_config.write(data={"attributes_val_path": str(tmp_path / "val_attributes.json"),
                                      "select_topk_attributes": 2})
     return config, str(tmp_path / "video.pt"), attributes, attributes_model.state_dict(), head_state, phrases
@@ -139,3 +140,29 @@ def test_attributes_file_needs_the_attributes_of_the_list(pair, tiny_config):
     config = tiny_config.write("no_attributes.yaml")
     with pytest.raises(ValueError, match=r"data\.attributes_val_path"):
         test_program.main(["--config", config, "--weights", video, "--attributes_weights", attributes, "--cpu"])
+
+
+def test_predict_fuses_an_attributes_file_for_inputs_the_json_covers(pair, tiny_config, openai_reference, tmp_path):
+    from tools import predict
+    config, video, attributes, clip_state, head_state, phrases = pair
+    folder = str(Path(tiny_config.values["data"]["val_root"]) / next(iter(phrases)))
+    (tmp_path / "mine.json").write_text(json.dumps({folder: {"classname_topk": next(iter(phrases.values()))}}))
+    common = ["--config", config, "--weights", video, "--cpu", folder]
+    [plain] = predict.main(common)
+    [fused] = predict.main([*common, "--attributes_weights", attributes, "--attributes", str(tmp_path / "mine.json"),
+                            "--output", str(tmp_path / "out.json")])
+
+    names = load_class_names(tiny_config.values["data"]["label_list"])
+    sentence = "This is a video about " + ",".join(next(iter(phrases.values()))[:2])  # select_topk_attributes 2
+    tokenizer = openai_reference.simple_tokenizer.SimpleTokenizer()
+    attribute_part = plain_attribute_scores(clip_state, head_state, [sentence], names, tokenizer)[0]
+    expected = 0.7 * plain.scores + 0.3 * attribute_part
+    torch.testing.assert_close(fused.scores, expected, rtol=1e-5, atol=1e-6)
+    written = json.loads((tmp_path / "out.json").read_text())[0]["scores"]
+    torch.testing.assert_close(torch.tensor([written[name] for name in names]), expected, rtol=1e-5, atol=1e-6)
+
+    (tmp_path / "other.json").write_text(json.dumps({"elsewhere": {"classname_topk": ["growing"]}}))
+    with pytest.raises(SystemExit, match=re.escape(folder) + ".*other.json"):
+        predict.main([*common, "--attributes_weights", attributes, "--attributes", str(tmp_path / "other.json")])
+    with pytest.raises(SystemExit, match="--attributes_weights and --attributes go together"):
+        predict.main([*common, "--attributes_weights", attributes])

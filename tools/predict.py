@@ -8,6 +8,9 @@ INPUT: a video file, a frame folder (frames named by data.image_tmpl) or a folde
 test.py, so the scores equal test.py's for the same view settings. --plot (one video) draws the sampled
 frames, the VCS temporal saliency of the top-3 classes, and for the top classes test.py's score beside
 the model's calibrated probability (softmax of the learnt logit scale times the cosine similarities).
+--attributes_weights ATTR.pt --attributes JSON fuses the attributes branch of an original
+train_attributes.py checkpoint (0.7 video + 0.3 attributes, as test.py) for inputs whose phrases the JSON
+holds under the input path as given.
 """
 import argparse
 import csv
@@ -24,7 +27,9 @@ from tqdm import tqdm  # noqa: E402
 
 from datasets.decoding import SampleReadError  # noqa: E402
 from utils.config import load_config  # noqa: E402
-from utils.prediction import Predictor, find_inputs, parse_class_names, plot_saliency  # noqa: E402
+from datasets.attributes import DEFAULT_TOPK  # noqa: E402
+from utils.attributes import DEFAULT_FUSION_WEIGHTS  # noqa: E402
+from utils.prediction import AttributesFusion, Predictor, find_inputs, parse_class_names, plot_saliency  # noqa: E402
 from utils.training import PRECISION_HELP, PRECISIONS, autocast_for, resolve_precision  # noqa: E402
 
 logger = logging.getLogger("bike")
@@ -46,6 +51,13 @@ def parse_args(argv=None):
     parser.add_argument("--output", default=None, help="all class probabilities of every video: .csv or .json")
     parser.add_argument("--plot", default=None,
                         help="PNG of frames, temporal saliency, scores and calibrated probabilities (one video)")
+    parser.add_argument("--attributes_weights", default=None, metavar="FILE",
+                        help="checkpoint of the original train_attributes.py: fuse its attributes branch "
+                             "(needs --attributes)")
+    parser.add_argument("--attributes", default=None, metavar="JSON",
+                        help="attribute phrases of the inputs (original layout, keyed by the INPUT paths as given)")
+    parser.add_argument("--fusion_weights", type=float, nargs=2, default=DEFAULT_FUSION_WEIGHTS,
+                        metavar=("VIDEO", "ATTRIBUTES"), help="weights of the fused scores; default 0.7 0.3")
     parser.add_argument("--precision", choices=PRECISIONS, default=None, help=PRECISION_HELP)
     parser.add_argument("--cpu", action="store_true")
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="config overrides key=value")
@@ -76,14 +88,20 @@ def run(args):
         raise ValueError(f"--plot draws one video; {len(inputs)} were given")
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
     autocast = autocast_for(resolve_precision(args.precision, device), device)
+    if bool(args.attributes_weights) != bool(args.attributes):
+        raise ValueError("--attributes_weights and --attributes go together (the attributes branch and the phrases "
+                         "it reads)")
     predictor = Predictor(config, class_names, args.weights, device, autocast, args.test_clips, args.test_crops,
                           args.dense or None)
+    fusion = AttributesFusion(args.attributes_weights, args.attributes, class_names, device, autocast,
+                              config.data.select_topk_attributes or DEFAULT_TOPK,
+                              args.fusion_weights) if args.attributes_weights else None
     predictions = []
     for path in tqdm(inputs, desc="predict", disable=len(inputs) < 2):
-        prediction = predictor.predict(path)
+        prediction = fusion.fuse(predictor.predict(path)) if fusion else predictor.predict(path)
         predictions.append(prediction)
         top = ", ".join(f"{class_names[i]} {p:.3f}" for i, p in prediction.top(args.topk))
-        tqdm.write(f"{path}: {top}")
+        tqdm.write(f"{path}: {top}" + (" (fused with attributes)" if fusion else ""))
     if args.output:
         write_results(predictions, class_names, args.output)
         logger.info("results written to %s", args.output)

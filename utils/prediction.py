@@ -10,17 +10,22 @@ the model itself uses.
 import contextlib
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
+from clip import tokenize
 from datasets.annotations import load_class_names
+from datasets.attributes import DEFAULT_TOPK, attribute_sentence, read_attributes, video_phrases
 from datasets.decoding import VIDEO_EXTENSIONS, frame_file_names, open_video, read_frame_folder
 from datasets.sampling import ClipSampler
 from datasets.transforms import normalize_on_device, test_transform
 from modules import VideoHeader
 from modules.video_clip import view_similarities
+from utils.attributes import (DEFAULT_FUSION_WEIGHTS, attribute_scores, fuse_scores, load_attributes_branch,
+                              prompt_features)
 from utils.inference import class_texts, load_video_model
 
 logger = logging.getLogger(__name__)
@@ -190,6 +195,33 @@ def saliency_figure(prediction, saliency, class_names, classes, top=5):
     right.tick_params(axis="y", labelleft=False)
     figure.suptitle(os.path.basename(prediction.path), fontsize=10)
     return figure
+
+
+class AttributesFusion:
+    """The attributes branch of a `train_attributes.py` checkpoint, for videos whose phrases an attributes
+    JSON holds (keyed by the input path as given), fused with a Predictor's scores as test.py fuses them."""
+
+    def __init__(self, weights, attributes_file, class_names, device="cpu", autocast=None, topk=DEFAULT_TOPK,
+                 fusion_weights=DEFAULT_FUSION_WEIGHTS):
+        self.device, self.autocast = torch.device(device), autocast or contextlib.nullcontext
+        self.encoder, head = load_attributes_branch(weights, self.device)
+        self.head = head.to(self.device)
+        self.attributes, self.source = read_attributes(attributes_file), attributes_file
+        self.topk, self.fusion_weights = topk, tuple(fusion_weights)
+        self.classes = prompt_features(self.encoder, class_names, self.device, self.autocast)
+
+    @torch.no_grad()
+    def scores(self, path) -> torch.Tensor:
+        """The attributes branch's class probabilities [C] of input `path`."""
+        sentence = attribute_sentence(video_phrases(self.attributes, str(path), self.source)[: self.topk])
+        with self.autocast():
+            feature = self.encoder.clip.encode_text(tokenize([sentence]).to(self.device)).float()
+        return attribute_scores(self.head, F.normalize(feature, dim=-1), self.classes)[0].cpu()
+
+    def fuse(self, prediction: Prediction) -> Prediction:
+        """The prediction with its scores fused with the attributes branch's."""
+        return replace(prediction, scores=fuse_scores(prediction.scores, self.scores(prediction.path),
+                                                      self.fusion_weights))
 
 
 def plot_saliency(prediction, saliency, class_names, classes, path, top=5):

@@ -7,7 +7,8 @@ the half-class protocol (10 random halves of the classes, seeds 0..9) as
 `Half-classes: Top1 mean A% std B%, Top5 mean C% std D%`. `--scoring video` scores with the whole model
 as test.py does and prints under `Video-level scores, ...` labels instead. Several label/list splits are
 evaluated in one run by repeating --config (e.g. Kinetics-600's three 160-class splits:
---config configs/k600/k600_zero_shot_split1.yaml --config ...split2.yaml --config ...split3.yaml); each
+--config configs/k600/k600_zero_shot_split1.yaml --config ...split2.yaml --config ...split3.yaml,
+with --scoring video for the figures the original README publishes for them); each
 split is reported, then the full-class mean and std over the splits. Overrides apply to every config.
 Runs under torchrun too.
 """

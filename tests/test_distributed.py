@@ -30,8 +30,12 @@ def torchrun(args, cwd=REPO, processes=2, timeout=240, check=True):
     try:
         stdout, stderr = job.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(job.pid, signal.SIGKILL)
-        stdout, stderr = job.communicate()
+        job.terminate()  # torchrun stops its workers when it is told to stop
+        try:
+            stdout, stderr = job.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(job.pid, signal.SIGKILL)
+            stdout, stderr = "", ""
         pytest.fail(f"torchrun still running after {timeout} s:\n{stdout[-3000:]}{stderr[-3000:]}")
     completed = subprocess.CompletedProcess(command, job.returncode, stdout, stderr)
     if check:

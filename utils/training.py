@@ -165,6 +165,9 @@ def train_one_epoch(encoder, header, loader, optimizer, scheduler, scaler, texts
         frames, labels = normalize_on_device(frames, device), labels.to(device, non_blocking=True)
         waited = time.monotonic() - end
         optimizer_step = (step + 1) % accumulation == 0 or step + 1 == len(loader)
+        # Micro-batches of this optimizer step (fewer in an epoch's last, incomplete group): the step uses
+        # their mean gradient, as one batch of them all would.
+        group_size = min(accumulation, len(loader) - step // accumulation * accumulation)
         with out_of_memory_advice(config), gradient_sync((encoder, header), optimizer_step):
             with autocast():
                 loss = training_step_loss(encoder, header, frames, labels, texts, config.solver.loss_type)
@@ -172,7 +175,7 @@ def train_one_epoch(encoder, header, loader, optimizer, scheduler, scaler, texts
             if not math.isfinite(loss_value):
                 raise FloatingPointError(f"loss is {loss_value} at {label}, step {step + 1}: stopping before "
                                          "the weights are corrupted (lower solver.lr or use fp32)")
-            (scaler.scale(loss / accumulation) if scaler else loss / accumulation).backward()
+            (scaler.scale(loss / group_size) if scaler else loss / group_size).backward()
         if optimizer_step:
             if scaler:
                 scaler.step(optimizer)

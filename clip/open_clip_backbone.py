@@ -76,7 +76,8 @@ class OpenClipModel(nn.Module):
             raise ValueError(f"open_clip model {name} is a {type(model).__name__}; BIKE supports open_clip's CLIP and "
                              f"CustomTextCLIP models (CoCa's captioning decoder has no place in BIKE)")
         text = model.text if self.custom_text else model
-        if self.custom_text and (not isinstance(text, open_clip.transformer.TextTransformer) or text.cls_emb is not None):
+        own_text_tower = isinstance(text, open_clip.transformer.TextTransformer) and text.cls_emb is None
+        if self.custom_text and not own_text_tower:
             raise ValueError(f"open_clip model {name}: its text tower ({type(text).__name__}) does not give the "
                              f"per-token text features BIKE uses; only open_clip's own TextTransformer (without a "
                              f"class token) is supported")
@@ -172,8 +173,8 @@ def resolve_weights(name: str, pretrained: Optional[str], cache_dir=None) -> Tup
     path = Path(pretrained).expanduser()
     if not path.is_file():
         tags = open_clip.list_pretrained_tags_by_model(name)
-        raise FileNotFoundError(f"network.pretrained {pretrained!r} is neither an existing weights file nor a pretrained "
-                                f"tag of open_clip model {name} (its tags: {', '.join(tags) or 'none'})")
+        raise FileNotFoundError(f"network.pretrained {pretrained!r} is neither an existing weights file nor a "
+                                f"pretrained tag of open_clip model {name} (its tags: {', '.join(tags) or 'none'})")
     return path, {}
 
 

@@ -6,6 +6,8 @@ and a timm ConvNeXt image tower with open_clip's custom text tower of context le
 a .safetensors file, reached through a pretrained tag whose preprocessing uses ImageNet's constants).
 """
 import json
+from pathlib import Path
+from types import SimpleNamespace
 
 import open_clip  # requirements-dev.txt installs open-clip-torch: a missing package fails these tests
 import pytest
@@ -19,9 +21,13 @@ import test_zeroshot as zeroshot_program
 import train as train_program
 from clip import open_clip_backbone
 from datasets.annotations import load_class_names
+from datasets.attributes import read_attributes
 from datasets.build import build_dataset
 from modules import PROMPT_TEMPLATE, VideoHeader, text_prompt
 from modules.video_clip import VideoEncoder
+from tests.tiny_run import TinyConfig
+from tools import generate_attributes as generate_tool
+from tools import predict
 from utils.checkpoint import read_checkpoint
 from utils.config import load_config
 from utils.training import ClassTexts, build_clip, training_step_loss
@@ -149,7 +155,8 @@ def test_a_missing_weights_file_an_unknown_tag_and_an_unreachable_tag_are_named(
     def offline(*args, **kwargs):
         raise OSError("network unreachable")
     monkeypatch.setattr(open_clip, "download_pretrained", offline)
-    with pytest.raises(clip.WeightsUnavailableError, match="model ViT-B-32, tag 'laion2b_s34b_b79k'.*network.pretrained"):
+    with pytest.raises(clip.WeightsUnavailableError,
+                       match="model ViT-B-32, tag 'laion2b_s34b_b79k'.*network.pretrained"):
         open_clip_backbone.load("open_clip:ViT-B-32", "laion2b_s34b_b79k")
     with pytest.raises(ValueError, match="network.pretrained .* open_clip:<model> architectures only"):
         clip.load("ViT-Tiny/16", pretrained="laion2b_s34b_b79k")
@@ -163,20 +170,22 @@ def test_a_checkpoint_of_the_other_family_does_not_load(weights, tmp_path):
         open_clip_backbone.load("open_clip:bike-test-vit", str(path))
 
 
-def plain_scores(reference, name, config, views, frame_scores=False):
+def own_pixels(name, uint8_frames):
+    """uint8 frames [..., 3, H, W] normalised with the model's own constants (its tag's)."""
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if name == "bike-test-convnext" else (clip.CLIP_MEAN, clip.CLIP_STD)
+    return (uint8_frames.float() / 255 - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+
+
+def plain_scores(reference, name, class_names, views, frame_scores=False):
     """Class probabilities from open_clip's own encoders by plain tensor math: per view, softmax over the
     cosines of the mean frame embedding with the class embeddings, then the mean over views; or (frame
     scores, the zero-shot protocol) per frame a softmax over 100 x embedding . normalised class embedding."""
-    tag_mean, tag_std = (IMAGENET_MEAN, IMAGENET_STD) if name == "bike-test-convnext" else (clip.CLIP_MEAN,
-                                                                                           clip.CLIP_STD)
-    names = load_class_names(config.data.label_list)
-    prompts = open_clip.get_tokenizer(name)([PROMPT_TEMPLATE.format(n) for n in names])
+    prompts = open_clip.get_tokenizer(name)([PROMPT_TEMPLATE.format(n) for n in class_names])
     scores = []
     with torch.no_grad():
         classes = F.normalize(reference.encode_text(prompts), dim=-1)
         for video in views:  # [V, T, 3, H, W] uint8
-            pixels = (video.float() / 255 - torch.tensor(tag_mean).view(3, 1, 1)) / torch.tensor(tag_std).view(3, 1, 1)
-            frames = reference.encode_image(pixels.flatten(0, 1)).view(video.shape[0], video.shape[1], -1)
+            frames = reference.encode_image(own_pixels(name, video).flatten(0, 1)).view(*video.shape[:2], -1)
             if frame_scores:
                 logits = 100 * frames.flatten(0, 1) @ classes.t()
             else:
@@ -185,37 +194,77 @@ def plain_scores(reference, name, config, views, frame_scores=False):
     return torch.stack(scores)
 
 
-@pytest.mark.parametrize("name", FAMILIES)
-def test_one_epoch_trains_and_test_programs_score_as_open_clips_own_math(weights, tiny_config, tmp_path, name):
-    pretrained, _ = weights[name]
-    network = {"arch": f"open_clip:{name}", "pretrained": pretrained, "init": True, "sim_header": "None",
+@pytest.fixture(scope="module", params=list(FAMILIES))
+def trained(request, weights, tiny_dataset, tmp_path_factory):
+    """One epoch of train.py from the family's weights file/tag; the checkpoint, a config that reloads it (its
+    network.pretrained points nowhere: the checkpoint alone rebuilds the model), open_clip's own model with the
+    trained weights, the test views and the class names."""
+    name = request.param
+    folder = tmp_path_factory.mktemp(f"trained-{name}")
+    tiny = TinyConfig(tiny_dataset, folder)
+    network = {"arch": f"open_clip:{name}", "pretrained": weights[name][0], "init": True, "sim_header": "None",
                "interaction": "DP", "fix_text": False}
-    config_path = tiny_config.write(network=network, solver={"epochs": 1}, data={"num_segments": 2})
-    train_program.main(["--config", config_path, "--log_time", "oc", "--cpu", "--no_progress"])
-    checkpoint_path = next((tmp_path / "exps").rglob("last_model.pt"))
+    train_program.main(["--config", tiny.write(network=network, solver={"epochs": 1}, data={"num_segments": 2}),
+                        "--log_time", "oc", "--cpu", "--no_progress"])
+    checkpoint_path = next((folder / "exps").rglob("last_model.pt"))
     checkpoint = read_checkpoint(checkpoint_path)
     assert checkpoint["config"]["network"]["arch"] == f"open_clip:{name}"
-
-    # open_clip's own model with the trained weights; the programs rebuild it from the checkpoint alone
     reference = open_clip.create_model(name).eval()
     reference.load_state_dict(checkpoint["model_state_dict"])
-    assert not torch.equal(reference.state_dict()["logit_scale"], weights[name][1].state_dict()["logit_scale"])
-    reload_config = tiny_config.write("reload.yaml", network=dict(network, pretrained=str(tmp_path / "gone.pt")),
-                                      data={"num_segments": 2})
+    assert not torch.equal(reference.visual.state_dict()[next(iter(reference.visual.state_dict()))],
+                           weights[name][1].visual.state_dict()[next(iter(reference.visual.state_dict()))])
+    reload_config = tiny.write("reload.yaml", network=dict(network, pretrained=str(folder / "gone.pt")),
+                               data={"num_segments": 2})
     config = load_config(reload_config)
-    views = [build_dataset(config, "test")[i][0] for i in range(len(build_dataset(config, "test")))]
+    dataset = build_dataset(config, "test")
+    return SimpleNamespace(name=name, config=reload_config, checkpoint=str(checkpoint_path), reference=reference,
+                           views=[dataset[i][0] for i in range(len(dataset))], dataset=dataset,
+                           class_names=load_class_names(config.data.label_list), folder=folder)
 
+
+def test_test_py_scores_of_a_trained_checkpoint_are_open_clips_own_math(trained, tmp_path):
     scores_file = tmp_path / "scores.pt"
-    test_program.main(["--config", reload_config, "--weights", str(checkpoint_path), "--cpu", "--no_progress",
+    test_program.main(["--config", trained.config, "--weights", trained.checkpoint, "--cpu", "--no_progress",
                        "--save_scores", str(scores_file)])
-    torch.testing.assert_close(torch.load(scores_file)["scores"], plain_scores(reference, name, config, views),
-                               atol=1e-5, rtol=1e-4)
+    expected = plain_scores(trained.reference, trained.name, trained.class_names, trained.views)
+    torch.testing.assert_close(torch.load(scores_file)["scores"], expected, atol=1e-5, rtol=1e-4)
 
-    zeroshot_file = tmp_path / "zeroshot.pt"
-    zeroshot_program.main(["--config", reload_config, "--weights", str(checkpoint_path), "--scoring", "frames",
-                           "--cpu", "--no_progress", "--save_scores", str(zeroshot_file)])
-    torch.testing.assert_close(torch.load(zeroshot_file)["scores"],
-                               plain_scores(reference, name, config, views, frame_scores=True), atol=1e-5, rtol=1e-4)
+
+def test_zero_shot_frame_scores_are_open_clips_own_math(trained, tmp_path):
+    scores_file = tmp_path / "zeroshot.pt"
+    zeroshot_program.main(["--config", trained.config, "--weights", trained.checkpoint, "--scoring", "frames",
+                           "--cpu", "--no_progress", "--save_scores", str(scores_file)])
+    expected = plain_scores(trained.reference, trained.name, trained.class_names, trained.views, frame_scores=True)
+    torch.testing.assert_close(torch.load(scores_file)["scores"], expected, atol=1e-5, rtol=1e-4)
+
+
+def test_predict_scores_a_video_as_open_clips_own_math(trained):
+    record = trained.dataset.records[0]
+    video = str(Path(load_config(trained.config).data.val_root) / record.path)
+    predictions = predict.main(["--config", trained.config, "--weights", trained.checkpoint, video, "--cpu"])
+    expected = plain_scores(trained.reference, trained.name, trained.class_names, trained.views[:1])[0]
+    torch.testing.assert_close(predictions[0].scores, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_generated_attributes_rank_phrases_by_open_clips_own_features(weights, tiny_config, tmp_path):
+    """Zero-shot (network.pretrained, no checkpoint): cosine of the mean frame embedding with each prompt."""
+    name = "bike-test-convnext"  # a context length of 32 and its own normalisation constants
+    pretrained, reference = weights[name]
+    config_path = tiny_config.write(network={"arch": f"open_clip:{name}", "pretrained": pretrained, "init": True},
+                                    data={"num_segments": 2})
+    output = tmp_path / "val.json"
+    generate_tool.main(["--config", config_path, "--output", str(output), "--topk", "3", "--cpu", "--no_progress"])
+    dataset = build_dataset(load_config(config_path), "test")
+    generated = read_attributes(output)
+    prompts = open_clip.get_tokenizer(name)([PROMPT_TEMPLATE.format(n) for n in dataset.class_names])
+    with torch.no_grad():
+        text = F.normalize(reference.encode_text(prompts), dim=-1)
+        for index, record in enumerate(dataset.records):
+            video = F.normalize(reference.encode_image(own_pixels(name, dataset[index][0][0])).mean(0), dim=-1)
+            scores, best = (text @ video).topk(3)
+            assert generated[record.path]["classname_topk"] == [dataset.class_names[i] for i in best]
+            torch.testing.assert_close(torch.tensor(generated[record.path]["classname_topk_scores"]), scores,
+                                       atol=2e-6, rtol=1e-5)
 
 
 def test_build_clip_checks_the_input_size_and_refuses_options_open_clip_models_lack(weights, tiny_config):

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .weights import WeightsUnavailableError
@@ -140,13 +139,6 @@ class OpenClipModel(nn.Module):
         if return_token:
             return pooled, self._project(tokens, projection)
         return pooled
-
-    def forward(self, image: torch.Tensor, text: torch.Tensor):
-        """(logits_per_image, logits_per_text): scaled cosine similarities, as `clip.CLIP`."""
-        image_features = F.normalize(self.encode_image(image), dim=-1)
-        text_features = F.normalize(self.encode_text(text), dim=-1)
-        logits_per_image = self.logit_scale.exp() * image_features @ text_features.t()
-        return logits_per_image, logits_per_image.t()
 
 
 def resolve_weights(name: str, pretrained: Optional[str], cache_dir=None) -> Tuple[Optional[Path], dict]:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every GPU figure of the README's performance table in one run (about 8 minutes on one H100):
+# Every GPU figure of the README's performance table in one run (about 8 minutes on one H100), after the
+# multi-GPU correctness checks of scripts/gpu_smoke.sh (a few minutes; logs in FOLDER/smoke):
 #   bash benchmarks/run_gpu.sh [folder for the logs, default .cache/gpu_bench]
 # ViT-B/16 and ViT-L/14, 8 frames, batch 32, bf16: training step and inference against the in-run matmul
 # peak, activation and peak memory, gradient checkpointing, torch.compile, and end-to-end training with
@@ -24,6 +25,7 @@ run() {  # run LOG COMMAND...: prints and keeps the output; a failing benchmark 
     "$python" -c "import torch, torchvision; print('torch', torch.__version__, 'CUDA', torch.version.cuda, 'torchvision', torchvision.__version__)"
     nproc
 } 2>&1 | tee "$out/device.txt"
+bash scripts/gpu_smoke.sh "$out/smoke" 2>&1 | tee "$out/smoke.txt"
 run model_b16.txt "$python" benchmarks/bench_model.py --arch ViT-B/16 --batch 32 --seconds 5 --grad_checkpointing
 run train_b16.txt "$python" benchmarks/bench_train.py --arch ViT-B/16 --batch 32 --workers "$workers" --steps 40 --warmup 5
 # The original implementation always recomputes activations: compare its memory figures with the grad ckpt lines.

@@ -1,7 +1,8 @@
 """Under torchrun: `fail` makes rank 1 raise while rank 0 waits in a collective; `succeed` ends normally.
 
-Leaving the process group waits for the other ranks with NCCL but not with gloo, so this script makes
-gloo's `destroy_process_group` wait as NCCL's would (`fail`), or report that it ran (`succeed`).
+On the CPU (gloo), where leaving the process group does not wait for the other ranks as NCCL's does, this
+script makes `destroy_process_group` wait as NCCL's would (`fail`), or report that it ran (`succeed`).
+With `gpu` after the mode it runs on the GPUs with NCCL as it is (scripts/gpu_smoke.sh).
 """
 import sys
 import time
@@ -12,7 +13,7 @@ from utils.distributed import barrier, init_distributed, run_program
 
 
 def main():
-    ctx = init_distributed(force_cpu=True)
+    ctx = init_distributed(force_cpu=not ON_GPU)
     if sys.argv[1] == "fail" and ctx.rank == 1:
         raise ValueError("cannot decode video_042.mp4 (simulated failure of rank 1)")
     barrier()
@@ -28,6 +29,9 @@ def destroy_and_report(*args, destroy=dist.destroy_process_group, **kwargs):
     print("left the process group", flush=True)
 
 
+ON_GPU = sys.argv[2:] == ["gpu"]
+
 if __name__ == "__main__":
-    dist.destroy_process_group = destroy_like_nccl if sys.argv[1] == "fail" else destroy_and_report
+    if not ON_GPU:
+        dist.destroy_process_group = destroy_like_nccl if sys.argv[1] == "fail" else destroy_and_report
     run_program(main)

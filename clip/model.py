@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .weights import WeightsMismatchError
+
 # Keys OpenAI's TorchScript archives carry beside the weights; they describe the model, they are not weights.
 NON_WEIGHT_KEYS = ("input_resolution", "context_length", "vocab_size")
 
@@ -458,5 +460,5 @@ def load_weights(module: nn.Module, state_dict: dict, allow_missing=(), what: st
         for title, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong_shape)):
             if keys:
                 lines.append(f"  {title} ({len(keys)}): " + ", ".join(keys))
-        raise ValueError("\n".join(lines))
+        raise WeightsMismatchError("\n".join(lines))
     module.load_state_dict(state_dict, strict=False)

@@ -16,6 +16,10 @@ class UnsafeWeightsError(ValueError):
     """A file whose unpickling would run code or build arbitrary objects; it is refused, never loaded."""
 
 
+class WeightsMismatchError(ValueError):
+    """Weights (a checkpoint, a state dict) whose keys or shapes do not fit the model they are loaded into."""
+
+
 def safe_load(path) -> Any:
     """`torch.load(weights_only=True)` with errors that name the file.
 

@@ -173,3 +173,72 @@ def test_the_resume_checks_fail_when_resume_is_ignored(two_epochs, monkeypatch):
     recorder.epochs = [1]  # even a run that skipped to the right epoch has the wrong optimizer state
     with pytest.raises(AssertionError):
         assert_resumed(recorder, checkpoint, "", epochs=2)
+
+
+def validation_scores(log_text: str, epochs: int) -> dict:
+    """0-based epoch -> validation top-1 from the 'epoch N/M validation: Overall Prec@1 X%' lines."""
+    return {int(epoch) - 1: float(score) for epoch, score in
+            re.findall(rf"epoch (\d+)/{epochs} validation: Overall Prec@1 ([0-9.]+)%", log_text)}
+
+
+def test_model_best_is_the_first_epoch_with_the_highest_validation_score(two_epochs):
+    folder = two_epochs[2]
+    scores = validation_scores((folder / "log.txt").read_text(), 2)
+    assert sorted(scores) == [0, 1]
+    best_epoch = max(scores, key=lambda epoch: (scores[epoch], -epoch))  # a tie keeps the earlier model
+    best = torch.load(folder / "model_best.pt", weights_only=True)
+    assert best["epoch"] == best_epoch and best["best_score"] == pytest.approx(scores[best_epoch], abs=1e-3)
+    same_epoch = torch.load(folder / f"epoch{best_epoch}.pt", weights_only=True)
+    for key, value in same_epoch["model_state_dict"].items():
+        assert torch.equal(best["model_state_dict"][key], value), key
+
+
+def test_solver_evaluate_validates_the_loaded_weights_without_training(two_epochs):
+    tiny, config, whole = two_epochs
+    train_program.main(["--config", config, "--log_time", "evaluate", "--cpu", "--no_progress", "solver.evaluate=True",
+                        f"pretrain={whole / 'last_model.pt'}"])
+    folder = tiny.run_folder("evaluate")
+    log = (folder / "log.txt").read_text()
+    final = re.search(r"epoch 2/2 validation: (Overall Prec@1 \S+ Prec@5 \S+)", (whole / "log.txt").read_text())
+    assert final.group(1) in log
+    assert "mean loss" not in log and not (folder / "last_model.pt").exists()
+
+
+class FirstStep(Exception):
+    """Ends a run after its first training step."""
+
+
+def first_step(config, precision, monkeypatch):
+    """(autocast enabled, autocast dtype, loss) of train.py's first training step under `--precision`."""
+    seen = {}
+
+    def recording(*args):
+        seen["autocast"] = (torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"))
+        seen["loss"] = training_step_loss(*args).item()
+        raise FirstStep
+
+    training_step_loss = training.training_step_loss
+    monkeypatch.setattr(training, "training_step_loss", recording)
+    with pytest.raises(FirstStep):
+        train_program.main(["--config", config, "--log_time", f"first_{precision}", "--cpu", "--no_progress",
+                            "--precision", precision])
+    monkeypatch.setattr(training, "training_step_loss", training_step_loss)
+    return seen
+
+
+def assert_bf16_step(bf16, fp32):
+    """The bf16 step ran under bf16 autocast and its loss differs from fp32's by bf16 rounding only."""
+    assert bf16["autocast"] == (True, torch.bfloat16), "--precision bf16 did not reach the training step"
+    assert fp32["autocast"][0] is False
+    assert bf16["loss"] != fp32["loss"]
+    assert bf16["loss"] == pytest.approx(fp32["loss"], rel=0.02)
+
+
+def test_precision_bf16_reaches_the_training_step(two_epochs, monkeypatch):
+    config = two_epochs[1]
+    assert_bf16_step(first_step(config, "bf16", monkeypatch), first_step(config, "fp32", monkeypatch))
+    # A train.py that ignored the flag fails the check.
+    monkeypatch.setattr(train_program, "resolve_precision", lambda requested, device: "fp32")
+    ignored = first_step(config, "bf16", monkeypatch)
+    with pytest.raises(AssertionError, match="did not reach"):
+        assert_bf16_step(ignored, first_step(config, "fp32", monkeypatch))

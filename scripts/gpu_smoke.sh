@@ -21,6 +21,7 @@ export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 python=$(command -v python || command -v python3)
 if [ "$device" = cuda ]; then
     gpus=$("$python" -c "import torch; print(torch.cuda.device_count())" 2>/dev/null || echo 0)
+    [ "$gpus" -gt 0 ] || { echo "no GPU visible (bash $0 --cpu checks the script's plumbing on the CPU)"; exit 1; }
     cpu_flag=()
     precisions=(fp32 amp)
     second_device=cuda:1
@@ -32,7 +33,7 @@ else
     second_device=cpu  # checks the script's plumbing only
     low_precision=bf16  # fp16 needs a GPU; bf16 autocast also keeps float32 weights
 fi
-failures=0
+failures=0 passes=0 skips=0
 torchrun2() { "$python" -m torch.distributed.run --standalone --nproc_per_node=2 "$@"; }
 
 check() {  # check NAME GPUS_NEEDED COMMAND...: runs COMMAND, logs it to $out/NAME.txt, reports PASS/FAIL/SKIP
@@ -40,10 +41,12 @@ check() {  # check NAME GPUS_NEEDED COMMAND...: runs COMMAND, logs it to $out/NA
     shift 2
     if [ "$gpus" -lt "$needed" ]; then
         echo "SKIP $name: needs $needed GPUs, $gpus visible"
+        skips=$((skips + 1))
         return
     fi
     if "$@" > "$out/$name.txt" 2>&1; then
         echo "PASS $name: $(grep '^PASS' "$out/$name.txt" | tail -1 | cut -c6-)"
+        passes=$((passes + 1))
     else
         echo "FAIL $name (log: $out/$name.txt)"
         tail -n 15 "$out/$name.txt" | sed 's/^/    /'
@@ -106,5 +109,5 @@ check failing_rank 2 failing_rank_ends_the_job
 check amp_skips_inf 1 "$python" tests/gpu_checks.py amp-skips-inf "$out/tiny.yaml" "$device"
 check resume_on_cuda1 2 resume_on_another_gpu
 check fp16_training 1 fp16_moves_weights
-[ "$failures" -eq 0 ] || { echo "$failures check(s) failed"; exit 1; }
-echo "all checks passed"
+echo "$passes passed, $failures failed, $skips skipped"
+[ "$failures" -eq 0 ]

@@ -1,6 +1,7 @@
 """mAP figures against hand-computed average precision and the original scripts' formulas written out in
 plain Python (torchnet's APMeter rank formula, the original test scripts' softmaxes and batching)."""
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -134,3 +135,56 @@ def test_charades_main_map_is_the_whole_set_and_the_originals_running_figure_is_
     assert abs(result.original_running_map - result.mean_ap) > 1  # the quirk is visible on this data
     assert (f"Original test_charades.py figure (running average over batches of {batch_size} x {processes} "
             f"processes of the cumulative mAP, not the test set's mAP): {weighted / count:.3f}%") in result.summary()
+
+
+@pytest.fixture(scope="module")
+def random_weights(tmp_path_factory):
+    """A checkpoint of a random tiny model in the original layout."""
+    import clip
+    from modules import VideoHeader
+    from tests.test_checkpoint import original_layout
+    torch.manual_seed(0)
+    model = clip.create_model("ViT-Tiny/16", image_resolution=32)
+    path = tmp_path_factory.mktemp("weights") / "model.pt"
+    torch.save(original_layout(model, VideoHeader.for_clip("Transf", "VCS", model), "module."), path)
+    return str(path)
+
+
+def run_test_py(config, weights, folder, capsys):
+    import test as test_program
+    test_program.main(["--config", config, "--weights", weights, "--cpu", "--no_progress",
+                       "--save_scores", str(folder / "scores.pt")])
+    return capsys.readouterr().out, torch.load(folder / "scores.pt", weights_only=True)
+
+
+def test_test_py_prints_activitynet_map_by_the_published_protocol(tiny_config, random_weights, tmp_path, capsys):
+    out, saved = run_test_py(tiny_config.write(data={"dataset": "anet"}), random_weights, tmp_path, capsys)
+    one_hot = [[int(label == c) for c in range(8)] for label in saved["labels"].tolist()]
+    expected = torchnet_map(softmax_rows(softmax_rows(saved["scores"].tolist())), one_hot)
+    assert f"Overall mAP {expected:.3f}%" in out and "Overall Prec@1" in out
+
+
+def test_test_py_on_charades_prints_the_whole_set_map_and_the_originals_figure(tiny_config, tiny_dataset,
+                                                                              random_weights, tmp_path, capsys):
+    names = [line.split(",", 1)[1] for line in Path(tiny_dataset.labels).read_text().splitlines()[1:]]
+    classes = tmp_path / "classes.txt"
+    classes.write_text("".join(f"c{i:03d} {name}\n" for i, name in enumerate(names)))
+    rows = ["id,subject,scene,actions,length"]
+    for position, line in enumerate(Path(tiny_dataset.val_frames).read_text().splitlines()):
+        folder, _, label = line.split()
+        actions = [f"c{int(label):03d} 0.00 1.00"] + ([f"c{(int(label) + 1) % 8:03d} 0.50 2.00"] if position % 3 else [])
+        rows.append(f'{folder},S,Room,"{";".join(actions)}",2.0')
+    csv = tmp_path / "Charades_v1_test.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    config = tiny_config.write(data={"dataset": "charades", "val_list": str(csv), "label_list": str(classes),
+                                     "batch_size": 3, "fps": 24})
+    out, saved = run_test_py(config, random_weights, tmp_path, capsys)
+    final, targets = softmax_rows(saved["scores"].tolist()), saved["labels"].long().tolist()
+    seen, weighted, count = [], 0.0, 0
+    for step in original_charades_steps(len(final), 3, 1):
+        seen += step
+        weighted += len(step) * torchnet_map([final[i] for i in seen], [targets[i] for i in seen])
+        count += len(step)
+    assert f"Overall mAP {torchnet_map(final, targets):.3f}%" in out
+    assert (f"Original test_charades.py figure (running average over batches of 3 x 1 processes of the cumulative "
+            f"mAP, not the test set's mAP): {weighted / count:.3f}%") in out

@@ -10,6 +10,7 @@ from utils.attributes import DEFAULT_FUSION_WEIGHTS, fused_evaluation, load_attr
 from utils.checkpoint import save_atomically
 from utils.config import check_files, load_config
 from utils.distributed import init_distributed, run_program
+from utils.errors import check_given_files
 from utils.evaluation import predict, score_metrics
 from utils.inference import add_evaluation_arguments, class_texts, load_video_model, test_loader
 from utils.logger import counted, setup_logging
@@ -34,6 +35,7 @@ def main(argv=None):
     args = parse_args(argv)
     ctx = init_distributed(force_cpu=args.cpu, timeout_minutes=args.dist_timeout)
     setup_logging(None, ctx.is_main)
+    check_given_files(weights=args.weights, attributes_weights=args.attributes_weights)
     config = load_config(args.config, args.overrides)
     attributes_keys = ("data.attributes_val_path",) if args.attributes_weights else ()
     check_files(config, ("data.val_list", "data.label_list") + attributes_keys)

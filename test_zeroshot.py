@@ -19,6 +19,7 @@ from pathlib import Path
 from utils.checkpoint import save_atomically
 from utils.config import check_files, load_config
 from utils.distributed import init_distributed, run_program
+from utils.errors import check_given_files
 from utils.inference import add_evaluation_arguments, class_texts, load_video_model, test_loader
 from utils.logger import counted, setup_logging
 from utils.training import autocast_for, resolve_precision
@@ -48,10 +49,16 @@ def scores_path(path: str, split: int, num_splits: int) -> str:
     return str(path.with_name(f"{path.stem}.split{split}{path.suffix or '.pt'}"))
 
 
-def evaluate_split(config_path, args, ctx, autocast):
+def load_split_configs(args):
+    """Every split's config, its files checked, before anything is built."""
+    configs = [load_config(path, args.overrides) for path in args.config]
+    for config in configs:
+        check_files(config, ("data.val_list", "data.label_list"))
+    return configs
+
+
+def evaluate_split(config_path, config, args, ctx, autocast):
     """(logits [N, K, C], labels) of one config's list, scored against its class names."""
-    config = load_config(config_path, args.overrides)
-    check_files(config, ("data.val_list", "data.label_list"))
     crops = args.test_crops or config.data.test_crops
     clips = args.test_clips or config.data.test_clips
     loader = test_loader(config, ctx, crops, clips, args.dense or config.data.dense)
@@ -69,10 +76,12 @@ def main(argv=None):
     args = parse_args(argv)
     ctx = init_distributed(force_cpu=args.cpu, timeout_minutes=args.dist_timeout)
     setup_logging(None, ctx.is_main)
+    check_given_files(weights=args.weights)
+    configs = load_split_configs(args)
     autocast = autocast_for(resolve_precision(args.precision, ctx.device), ctx.device)
     results = []
-    for split, config_path in enumerate(args.config, start=1):
-        logits, labels = evaluate_split(config_path, args, ctx, autocast)
+    for split, (config_path, config) in enumerate(zip(args.config, configs), start=1):
+        logits, labels = evaluate_split(config_path, config, args, ctx, autocast)
         results.append(zero_shot_result(logits, labels))
         if not ctx.is_main:
             continue

@@ -17,7 +17,7 @@ from datasets.build import build_dataset
 from modules import VideoHeader, text_prompt
 from modules.video_clip import VideoEncoder, class_features
 from utils.checkpoint import load_bike_weights
-from utils.config import check_files, load_config
+from utils.config import ConfigError, check_files, load_config
 from utils.curves import tensorboard_writer
 from utils.distributed import add_distributed_arguments, init_distributed, run_program
 from utils.evaluation import evaluation_loader, predict, score_metrics
@@ -28,6 +28,8 @@ from utils.training import (PRECISION_HELP, PRECISIONS, ClassTexts, autocast_for
                             train_one_epoch)
 
 logger = logging.getLogger("bike")
+
+CHECKPOINT_KEYS = ("resume", "pretrain")  # files checked, when set, before anything is built
 
 
 def parse_args(argv=None):
@@ -62,7 +64,7 @@ def train_loader_for(dataset, config, ctx) -> DataLoader:
     sampler = (DistributedSampler(dataset, ctx.world_size, ctx.rank, shuffle=True, seed=config.seed)
                if ctx.distributed else RandomSampler(dataset, generator=generator))
     if len(dataset) < config.data.batch_size * ctx.world_size:
-        raise ValueError(f"{config.data.train_list}: {len(dataset)} training videos is fewer than one batch "
+        raise ConfigError(f"{config.data.train_list}: {len(dataset)} training videos is fewer than one batch "
                          f"(data.batch_size {config.data.batch_size} x {ctx.world_size} processes)")
     return DataLoader(dataset, batch_size=config.data.batch_size, sampler=sampler, drop_last=True,
                       num_workers=config.data.workers, pin_memory=ctx.device.type == "cuda",
@@ -109,7 +111,7 @@ def main(argv=None):
     args = parse_args(argv)
     ctx = init_distributed(force_cpu=args.cpu, timeout_minutes=args.dist_timeout)
     config = load_config(args.config, args.overrides)
-    check_files(config)
+    check_files(config, optional=CHECKPOINT_KEYS)
     precision = resolve_precision(args.precision, ctx.device)
     autocast = autocast_for(precision, ctx.device)
     work_dir = run_folder(config, args.log_time, ctx.distributed)

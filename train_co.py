@@ -18,6 +18,7 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel
 
 import train as video_training
+from clip.weights import WeightsMismatchError
 from datasets.attributes import DEFAULT_TOPK, AttributesDataset
 from datasets.build import build_dataset
 from modules import AttributesHead, text_prompt
@@ -84,7 +85,7 @@ def main(argv=None):
     args = parse_args(argv)
     ctx = init_distributed(force_cpu=args.cpu, timeout_minutes=args.dist_timeout)
     config = load_config(args.config, args.overrides)
-    check_files(config, DATA_FILE_KEYS + ATTRIBUTE_FILE_KEYS)
+    check_files(config, DATA_FILE_KEYS + ATTRIBUTE_FILE_KEYS, optional=video_training.CHECKPOINT_KEYS)
     precision = resolve_precision(args.precision, ctx.device)
     autocast = autocast_for(precision, ctx.device)
     work_dir = video_training.run_folder(config, args.log_time, ctx.distributed)
@@ -115,7 +116,7 @@ def main(argv=None):
         first_epoch, best_score = resume_training(config.resume, clip_model, header, optimizer, scheduler, scaler)
         resumed_head = load_attributes_head(config.resume, clip_model.config.embed_dim)
         if resumed_head is None:
-            raise ValueError(f"resume={config.resume} holds no '{ATTRIBUTES_HEAD_KEY}': not a train_co.py checkpoint")
+            raise WeightsMismatchError(f"resume={config.resume} holds no '{ATTRIBUTES_HEAD_KEY}': not a train_co.py checkpoint")
         head.load_state_dict(resumed_head.state_dict())
         logger.info("resumed from %s: %d of %d epochs done (best so far %.3f)", config.resume, first_epoch,
                     config.solver.epochs, best_score)

@@ -43,6 +43,10 @@ RANDOM_INIT_ARCHITECTURES = {
 ALIASES = {"ViT-L/14-336px": "ViT-L/14@336px"}
 
 
+class ArchitectureError(ValueError):
+    """network.arch (or network.pretrained) names no model that can be built here."""
+
+
 def canonical_name(name: str) -> str:
     return ALIASES.get(name, name)
 
@@ -55,4 +59,4 @@ def architecture(name: str) -> CLIPConfig:
     if name in RANDOM_INIT_ARCHITECTURES:
         return RANDOM_INIT_ARCHITECTURES[name]
     known = list(OPENAI_ARCHITECTURES) + list(ALIASES) + list(RANDOM_INIT_ARCHITECTURES)
-    raise ValueError(f"unknown CLIP architecture {name!r}; known: {', '.join(known)}")
+    raise ArchitectureError(f"unknown CLIP architecture {name!r}; known: {', '.join(known)}")

@@ -21,7 +21,8 @@ import torch
 from torchvision.transforms import v2
 from tqdm import tqdm
 
-from .architectures import OPENAI_ARCHITECTURES, RANDOM_INIT_ARCHITECTURES, architecture, canonical_name
+from .architectures import (OPENAI_ARCHITECTURES, RANDOM_INIT_ARCHITECTURES, ArchitectureError, architecture,
+                            canonical_name)
 from .model import CLIP, build_model
 from .open_clip_backbone import is_open_clip_arch
 from . import open_clip_backbone
@@ -189,7 +190,7 @@ def load(name: str, device: Union[str, torch.device] = "cpu", jit: bool = False,
         model = open_clip_backbone.load(name, pretrained, pretrain=pretrain, download_root=download_root, **options)
         return model.to(device), image_preprocess(model.config.image_resolution, model.image_mean, model.image_std)
     if pretrained:
-        raise ValueError(f"network.pretrained ({pretrained!r}) names weights of open_clip:<model> architectures only; "
+        raise ArchitectureError(f"network.pretrained ({pretrained!r}) names weights of open_clip:<model> architectures only; "
                          f"OpenAI weights ({name}) are named by network.arch")
     if jit:
         logger.warning("jit=True: the eager model is returned instead of OpenAI's TorchScript module")
@@ -201,7 +202,7 @@ def load(name: str, device: Union[str, torch.device] = "cpu", jit: bool = False,
         elif Path(name).expanduser().is_file():
             path = Path(name).expanduser()
         else:
-            raise ValueError(f"CLIP model {name!r} is neither a known model name ({', '.join(available_models())}, "
+            raise ArchitectureError(f"CLIP model {name!r} is neither a known model name ({', '.join(available_models())}, "
                              f"{', '.join(random_init_models())}) nor an existing file")
         model = build_model(read_clip_state_dict(path), visual_only=not pretrain, **options)
     model = model.float().to(device).eval()

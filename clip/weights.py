@@ -16,6 +16,10 @@ class UnsafeWeightsError(ValueError):
     """A file whose unpickling would run code or build arbitrary objects; it is refused, never loaded."""
 
 
+class UnreadableWeightsError(ValueError):
+    """A weight file that is not a PyTorch file, or a truncated or corrupt one."""
+
+
 class WeightsMismatchError(ValueError):
     """Weights (a checkpoint, a state dict) whose keys or shapes do not fit the model they are loaded into."""
 
@@ -35,7 +39,7 @@ def safe_load(path) -> Any:
             f"refused to load {path}: it is not a plain weights file (unpickling it would run code or build "
             f"objects other than tensors and containers). Details: {str(error).splitlines()[0]}") from None
     except (RuntimeError, EOFError) as error:
-        raise ValueError(f"cannot read {path} as a PyTorch file (truncated or corrupt?): {error}") from None
+        raise UnreadableWeightsError(f"cannot read {path} as a PyTorch file (truncated or corrupt?): {error}") from None
 
 
 def is_torchscript_archive(path) -> bool:
@@ -68,5 +72,5 @@ def read_clip_state_dict(path) -> dict:
                 state_dict = state_dict[wrapper]
                 break
     if not isinstance(state_dict, dict) or not all(torch.is_tensor(v) for v in state_dict.values()):
-        raise ValueError(f"{path} does not hold a CLIP state dict (a mapping of parameter names to tensors)")
+        raise WeightsMismatchError(f"{path} does not hold a CLIP state dict (a mapping of parameter names to tensors)")
     return strip_module_prefix(state_dict)

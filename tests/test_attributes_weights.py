@@ -15,11 +15,13 @@ import torch
 import clip
 import test as test_program
 from datasets.annotations import load_class_names
+from datasets.attributes import AttributesError
 from modules import AttributesHead, VideoHeader
 from tests import clip_math
 from tests.test_checkpoint import original_layout
 from tests.test_clip_model import perturbed
 from tests.test_tokenizer import reference_tokenize
+from utils.errors import UsageError
 
 LINE = r"Overall Prec@1 (\d+\.\d{3})% Prec@5 (\d+\.\d{3})%"
 
@@ -162,7 +164,7 @@ def test_predict_fuses_an_attributes_file_for_inputs_the_json_covers(pair, tiny_
     torch.testing.assert_close(torch.tensor([written[name] for name in names]), expected, rtol=1e-5, atol=1e-6)
 
     (tmp_path / "other.json").write_text(json.dumps({"elsewhere": {"classname_topk": ["growing"]}}))
-    with pytest.raises(SystemExit, match=re.escape(folder) + ".*other.json"):
+    with pytest.raises(AttributesError, match=re.escape(folder) + ".*other.json"):
         predict.main([*common, "--attributes_weights", attributes, "--attributes", str(tmp_path / "other.json")])
-    with pytest.raises(SystemExit, match="--attributes_weights and --attributes go together"):
+    with pytest.raises(UsageError, match="--attributes_weights and --attributes go together"):
         predict.main([*common, "--attributes_weights", attributes])

@@ -280,7 +280,7 @@ def test_frame_lists_count_the_extracted_frames_and_report_missing_folders(tmp_p
         for index in range(1, count + 1):
             (frames / folder / f"img_{index:05d}.jpg").write_bytes(b"")
     args = ["ucf101", str(tmp_path), "--out", str(tmp_path / "out"), "--splits", "1", "--frames-root", str(frames)]
-    with pytest.raises(SystemExit, match=r"val_rgb_split_1.txt: 1 of 1 videos have no frames under .*"
+    with pytest.raises(ConversionError, match=r"val_rgb_split_1.txt: 1 of 1 videos have no frames under .*"
                                          r"Biking/v_Biking_g02_c01"):
         convert_annotations.main(args)
     with caplog.at_level(logging.WARNING):
@@ -293,5 +293,5 @@ def test_frame_lists_count_the_extracted_frames_and_report_missing_folders(tmp_p
 
 
 def test_missing_official_file_is_named(tmp_path):
-    with pytest.raises(SystemExit, match=rf"UCF-101 class index {tmp_path}/classInd.txt does not exist"):
+    with pytest.raises(ConversionError, match=rf"UCF-101 class index {tmp_path}/classInd.txt does not exist"):
         convert_annotations.main(["ucf101", str(tmp_path), "--out", str(tmp_path / "out")])

@@ -9,11 +9,13 @@ from PIL import Image
 
 import clip
 import test as test_program
+from datasets.decoding import SampleReadError
 from datasets.transforms import normalize_on_device
 from modules import VideoHeader
 from tests.test_checkpoint import original_layout
 from tools import predict
 from utils.config import load_config
+from utils.errors import UsageError
 from utils.prediction import Predictor, parse_class_names, saliency_figure
 
 VIEWS = ["--test_crops", "3", "--test_clips", "2"]
@@ -129,15 +131,15 @@ def test_clear_errors(tiny_config, checkpoint, tmp_path):
     config, video = one_video_config(tiny_config, tmp_path, "video")
     base = ["--config", config, "--weights", checkpoint, "--cpu"]
     missing = str(tmp_path / "nope.mp4")
-    with pytest.raises(SystemExit, match="nope.mp4 does not exist"):
+    with pytest.raises(FileNotFoundError, match="nope.mp4 does not exist"):
         predict.main([*base, missing])
     (tmp_path / "broken.mp4").write_bytes(b"not a video at all" * 10)
-    with pytest.raises(SystemExit, match="broken.mp4"):
+    with pytest.raises(SampleReadError, match="broken.mp4"):
         predict.main([*base, str(tmp_path / "broken.mp4")])
-    with pytest.raises(SystemExit, match="names no classes"):
+    with pytest.raises(UsageError, match="names no classes"):
         predict.main([*base, video, "--classes", " , "])
     (tmp_path / "empty.txt").write_text("\n\n")
-    with pytest.raises(SystemExit, match="empty.txt names no classes"):
+    with pytest.raises(UsageError, match="empty.txt names no classes"):
         predict.main([*base, video, "--classes", str(tmp_path / "empty.txt")])
 
 

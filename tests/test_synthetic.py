@@ -161,8 +161,9 @@ def test_command_with_worker_threads_matches_the_in_process_generation(demo, tmp
     assert _all_files(tmp_path) == _all_files(demo.root)
 
 
-def test_bad_settings_are_refused():
+def test_bad_settings_are_refused(capsys):
     with pytest.raises(ValueError, match="num_per_class"):
         synthetic.generate_demo_dataset("unused", num_per_class=1)
-    with pytest.raises(SystemExit, match="val_fraction"):
+    with pytest.raises(SystemExit) as exit_request:
         make_demo_data.main(["--out", "unused", "--val-fraction", "1.5"])
+    assert exit_request.value.code == 2 and "--val-fraction must be between 0 and 1" in capsys.readouterr().err

@@ -12,6 +12,7 @@ if __package__ in (None, ""):  # run as a script: make the repository's packages
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from datasets.annotations import load_class_names  # noqa: E402
+from utils.distributed import run_program  # noqa: E402
 from utils.score_analysis import analyse, describe, load_scores, plot_confusion  # noqa: E402
 
 
@@ -47,7 +48,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (FileNotFoundError, ValueError) as error:
-        sys.exit(f"error: {error}")
+    run_program(main)

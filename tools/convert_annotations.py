@@ -18,7 +18,9 @@ if __package__ in (None, ""):  # run as a script: make the repository's packages
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tools.annotations import convert_charades, convert_hmdb51, convert_kinetics, convert_ucf101  # noqa: E402
+from tools.annotations.common import ConversionError  # noqa: E402
 from tools.annotations.kinetics import DEFAULT_NAME_FORMAT  # noqa: E402
+from utils.distributed import run_program  # noqa: E402
 
 
 def _add_list_options(parser):
@@ -75,13 +77,9 @@ def convert(args):
 def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        written = convert(args)
-    except (ValueError, OSError) as error:
-        sys.exit(f"error: {error}")
-    for path in written:
+    for path in convert(args):
         logging.info("wrote %s", path)
 
 
 if __name__ == "__main__":
-    main()
+    run_program(main, extra_user_errors=(ConversionError,))

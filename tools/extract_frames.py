@@ -27,7 +27,9 @@ from tqdm import tqdm
 if __package__ in (None, ""):  # run as a script: make the repository's packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from datasets.annotations import AnnotationError  # noqa: E402
 from datasets.decoding import VIDEO_EXTENSIONS  # noqa: E402
+from utils.distributed import run_program  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -76,10 +78,10 @@ def read_video_list(list_file):
             if not fields:
                 continue
             if len(fields) not in (2, 3) or not fields[-1].lstrip("-").isdigit():
-                raise ValueError(f"{list_file}:{number}: expected `<file> <label>`, got {line.strip()!r}")
+                raise AnnotationError(f"{list_file}:{number}: expected `<file> <label>`, got {line.strip()!r}")
             entries.append((fields[0], int(fields[-1])))
     if not entries:
-        raise ValueError(f"video list {list_file} is empty")
+        raise AnnotationError(f"video list {list_file} is empty")
     return entries
 
 
@@ -214,10 +216,7 @@ def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if args.source.is_file():
-        try:
-            entries = read_video_list(args.source)
-        except ValueError as error:
-            sys.exit(f"error: {error}")
+        entries = read_video_list(args.source)
         videos, video_root = [video for video, _ in entries], args.video_root
     else:
         videos, video_root = find_videos(args.source), args.source
@@ -236,4 +235,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_program(main))

@@ -24,6 +24,7 @@ from modules.video_clip import VideoEncoder  # noqa: E402
 from utils.attributes import CLASS_LEXICON, generate_attributes, read_lexicon  # noqa: E402
 from utils.config import ConfigError, check_files, load_config  # noqa: E402
 from utils.distributed import add_distributed_arguments, init_distributed, run_program  # noqa: E402
+from utils.errors import check_given_files  # noqa: E402
 from utils.inference import load_video_model  # noqa: E402
 from utils.logger import setup_logging  # noqa: E402
 from utils.training import (PRECISION_HELP, PRECISIONS, autocast_for, build_clip, resolve_precision,  # noqa: E402
@@ -94,6 +95,9 @@ def main(argv=None):
     config = load_config(args.config, args.overrides)
     output = select_list(config, args)
     check_files(config, ("data.val_list", "data.label_list"))
+    check_given_files(weights=args.weights)
+    for lexicon in args.lexicon or []:
+        check_given_files(lexicon=None if lexicon == CLASS_LEXICON else lexicon)
     autocast = autocast_for(resolve_precision(args.precision, ctx.device), ctx.device)
     dataset = build_dataset(config, "test", test_crops=args.test_crops, test_clips=args.test_clips)
     phrases = read_lexicon(args.lexicon or [CLASS_LEXICON], dataset.class_names)

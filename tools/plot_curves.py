@@ -12,6 +12,7 @@ if __package__ in (None, ""):  # run as a script: make the repository's packages
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from utils.curves import plot_curves, read_run  # noqa: E402
+from utils.distributed import run_program  # noqa: E402
 
 logger = logging.getLogger("bike")
 
@@ -35,7 +36,4 @@ def main(argv=None) -> Path:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        main()
-    except (FileNotFoundError, ValueError) as error:
-        sys.exit(f"error: {error}")
+    run_program(main)

@@ -25,10 +25,12 @@ if __package__ in (None, ""):  # run as a script: make the repository's packages
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from datasets.decoding import SampleReadError  # noqa: E402
+from datasets.decoding import open_video  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from datasets.attributes import DEFAULT_TOPK  # noqa: E402
 from utils.attributes import DEFAULT_FUSION_WEIGHTS  # noqa: E402
+from utils.distributed import run_program  # noqa: E402
+from utils.errors import UsageError, check_given_files  # noqa: E402
 from utils.prediction import AttributesFusion, Predictor, find_inputs, parse_class_names, plot_saliency  # noqa: E402
 from utils.training import PRECISION_HELP, PRECISIONS, autocast_for, resolve_precision  # noqa: E402
 
@@ -64,33 +66,46 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def output_format(path) -> str:
+    """'csv' or 'json': the format --output names by its ending."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in (".csv", ".json"):
+        raise UsageError(f"--output must end in .csv or .json, got {path}")
+    return suffix[1:]
+
+
 def write_results(predictions, class_names, path):
     path = Path(path)
-    if path.suffix.lower() == ".json":
+    if output_format(path) == "json":
         rows = [{"video": p.path, "top": [class_names[i] for i, _ in p.top(5)],
                  "scores": dict(zip(class_names, p.scores.tolist()))} for p in predictions]
         path.write_text(json.dumps(rows, indent=1))
-    elif path.suffix.lower() == ".csv":
+    else:
         with path.open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["video", "top1", *class_names])
             for p in predictions:
                 writer.writerow([p.path, class_names[p.top(1)[0][0]], *(f"{s:.6g}" for s in p.scores.tolist())])
-    else:
-        raise ValueError(f"--output must end in .csv or .json, got {path}")
 
 
 def run(args):
+    """Every input and file is checked (each video opened) before the model is built."""
     config = load_config(args.config, args.overrides)
+    if args.output:
+        output_format(args.output)
+    if bool(args.attributes_weights) != bool(args.attributes):
+        raise UsageError("--attributes_weights and --attributes go together (the attributes branch and the phrases "
+                         "it reads)")
+    check_given_files(weights=args.weights, attributes_weights=args.attributes_weights, attributes=args.attributes)
     class_names = parse_class_names(args.classes or config.data.label_list)
     inputs = find_inputs(args.inputs, config.data.image_tmpl, config.data.index_bias)
     if args.plot and len(inputs) != 1:
-        raise ValueError(f"--plot draws one video; {len(inputs)} were given")
+        raise UsageError(f"--plot draws one video; {len(inputs)} were given")
+    for path in inputs:
+        if Path(path).is_file():
+            open_video(path)
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
     autocast = autocast_for(resolve_precision(args.precision, device), device)
-    if bool(args.attributes_weights) != bool(args.attributes):
-        raise ValueError("--attributes_weights and --attributes go together (the attributes branch and the phrases "
-                         "it reads)")
     predictor = Predictor(config, class_names, args.weights, device, autocast, args.test_clips, args.test_crops,
                           args.dense or None)
     fusion = AttributesFusion(args.attributes_weights, args.attributes, class_names, device, autocast,
@@ -115,11 +130,8 @@ def run(args):
 
 def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        return run(parse_args(argv))
-    except (FileNotFoundError, ValueError, SampleReadError) as err:
-        sys.exit(f"error: {err}")
+    return run(parse_args(argv))
 
 
 if __name__ == "__main__":
-    main()
+    run_program(main)

@@ -40,6 +40,7 @@ from clip.architectures import architecture  # noqa: E402
 from clip.model import CLIP  # noqa: E402
 from datasets.synthetic import HEIGHT, WIDTH, describe_still, random_still, render_still  # noqa: E402
 from datasets.transforms import normalize_on_device  # noqa: E402
+from utils.distributed import run_program  # noqa: E402
 
 logger = logging.getLogger("pretrain_demo_clip")
 DEFAULT_OUT = Path(".cache/demo_clip/RN-Tiny-synthetic.pt")
@@ -224,10 +225,7 @@ def main(argv=None):
     if report:
         logger.info("stage 1: %s is up to date (delete it or pass --force to pretrain again)", args.out)
     else:
-        try:
-            report = pretrain(args)
-        except ValueError as error:
-            sys.exit(f"error: {error}")
+        report = pretrain(args)
     metrics = report["heldout_retrieval"]
     logger.info("stage-1 CLIP %s: held-out retrieval over %d distinct captions: image->text top-1 %.1f%% "
                 "top-5 %.1f%%, text->image top-1 %.1f%% (chance %.1f%%)", args.out, metrics["distinct_captions"],
@@ -236,4 +234,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_program(main)

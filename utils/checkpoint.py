@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from clip.model import load_weights
-from clip.weights import safe_load, strip_module_prefix
+from clip.weights import WeightsMismatchError, safe_load, strip_module_prefix
 from utils.logger import epoch_label
 
 MODEL_KEY = "model_state_dict"
@@ -26,7 +26,7 @@ def read_checkpoint(path) -> dict:
     checkpoint = safe_load(path)
     if not isinstance(checkpoint, dict) or MODEL_KEY not in checkpoint:
         found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
-        raise ValueError(f"{path} is not a BIKE checkpoint: expected a dict with '{MODEL_KEY}' "
+        raise WeightsMismatchError(f"{path} is not a BIKE checkpoint: expected a dict with '{MODEL_KEY}' "
                          f"(and '{HEADER_KEY}'), found {found}")
     return checkpoint
 
@@ -44,14 +44,14 @@ def read_attributes_checkpoint(path) -> tuple:
     checkpoint = safe_load(path)
     what = f"{path} is not an attributes checkpoint of train_attributes.py"
     if not isinstance(checkpoint, dict):
-        raise ValueError(f"{what}: expected a dict with '{MODEL_KEY}' and '{HEADER_KEY}', found "
+        raise WeightsMismatchError(f"{what}: expected a dict with '{MODEL_KEY}' and '{HEADER_KEY}', found "
                          f"{type(checkpoint).__name__}")
     missing = [key for key in (MODEL_KEY, HEADER_KEY) if not isinstance(checkpoint.get(key), dict)]
     if missing:
-        raise ValueError(f"{what}: missing keys {missing} (found {sorted(checkpoint)})")
+        raise WeightsMismatchError(f"{what}: missing keys {missing} (found {sorted(checkpoint)})")
     head = strip_module_prefix(checkpoint[HEADER_KEY])
     if not any(key.startswith(ATTRIBUTES_HEAD_PARTS) for key in head):
-        raise ValueError(f"{what}: its '{HEADER_KEY}' holds no attributes head (no "
+        raise WeightsMismatchError(f"{what}: its '{HEADER_KEY}' holds no attributes head (no "
                          f"{'/'.join(part + '*' for part in ATTRIBUTES_HEAD_PARTS)} keys; found "
                          f"{sorted(head)[:6] or 'nothing'}); a video checkpoint goes to --weights")
     return strip_module_prefix(checkpoint[MODEL_KEY]), head

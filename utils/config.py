@@ -192,8 +192,9 @@ def parse_override(text):
     return key, value
 
 
-def check_files(config, keys=DATA_FILE_KEYS):
-    """Fail before any heavy work when a file or folder named by one of the dotted `keys` is missing.
+def check_files(config, keys=DATA_FILE_KEYS, optional=()):
+    """Fail before any heavy work when a file or folder named by one of the dotted `keys` is missing, or by
+    one of the `optional` keys that is set (resume, pretrain).
 
     Relative paths are taken from the current directory, as the training scripts run from the repository root.
     """
@@ -203,6 +204,10 @@ def check_files(config, keys=DATA_FILE_KEYS):
         if value is None or value == "":
             problems.append(f"{key} is not set")
         elif not Path(value).exists():
+            problems.append(f"{key}: no such file or folder: {value}")
+    for key in optional:
+        value = _lookup(config, key)
+        if value and not Path(value).exists():
             problems.append(f"{key}: no such file or folder: {value}")
     if problems:
         raise ConfigError(f"{config.source}: " + "; ".join(problems))

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
+from utils.errors import UnusableFileError
+
 logger = logging.getLogger(__name__)
 
 NUMBER = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf)"
@@ -96,7 +98,7 @@ def read_run(run_folder) -> TrainingCurves:
         raise FileNotFoundError(f"{log_path}: no training log (is {run_folder} a run folder of train.py?)")
     curves = parse_log(log_path.read_text(encoding="utf-8", errors="replace"))
     if not (curves.step_loss or curves.epoch_loss or curves.top1 or curves.mean_ap):
-        raise ValueError(f"{log_path}: no training epochs or validations logged")
+        raise UnusableFileError(f"{log_path}: no training epochs or validations logged")
     return curves
 
 

@@ -14,6 +14,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from utils.errors import report_user_errors
+
 logger = logging.getLogger(__name__)
 
 # Well above what rank 0 may spend outside collectives while the others wait in one: writing a ViT-L/14
@@ -167,14 +169,26 @@ def abort_job(error: BaseException):
     os._exit(1)
 
 
-def run_program(main):
-    """Runs an entry point's `main()`: leaves the process group after a success; after an exception in a
-    job of several processes, ends this process at once (`abort_job`), so the job fails promptly."""
+def end_job(status):
+    """Ends this process at once with `status`, after its own message (an `error:` line, argparse's
+    usage; a message given as the status): like `abort_job`, without a traceback."""
+    if not isinstance(status, int):
+        print(status, file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status if isinstance(status, int) else 1)
+
+
+def run_program(main, extra_user_errors=()):
+    """Runs an entry point's `main()`: leaves the process group after a success; a user error ends the
+    program with one `error: ...` line (`report_user_errors`; `extra_user_errors`: the program's own
+    kinds); after any other exception in a job of several processes, ends this process at once
+    (`abort_job`), so the job fails promptly. Returns what `main` returns."""
     try:
-        main()
+        result = report_user_errors(main, extra=extra_user_errors)
     except SystemExit as exit_request:
         if exit_request.code not in (None, 0) and world_size() > 1:
-            abort_job(exit_request)
+            end_job(exit_request.code)
         cleanup()
         raise
     except BaseException as error:
@@ -182,3 +196,4 @@ def run_program(main):
             abort_job(error)
         raise
     cleanup()
+    return result

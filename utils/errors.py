@@ -7,8 +7,12 @@ the traceback of a user error too.
 """
 import os
 import sys
+from pathlib import Path
 
-from clip.weights import UnsafeWeightsError, WeightsMismatchError, WeightsUnavailableError
+import torch.distributed as dist
+
+from clip.architectures import ArchitectureError
+from clip.weights import UnreadableWeightsError, UnsafeWeightsError, WeightsMismatchError, WeightsUnavailableError
 from datasets.annotations import AnnotationError
 from datasets.attributes import AttributesError
 from datasets.decoding import SampleReadError
@@ -21,11 +25,16 @@ class UsageError(ValueError):
     """A wrong command-line option, or options that do not go together (e.g. --plot with several videos)."""
 
 
+class UnusableFileError(ValueError):
+    """A file the user named whose content the program cannot use (e.g. not a test.py scores file)."""
+
+
 # Exit status 2, as argparse's for a wrong option: the command line or the config is wrong.
-USAGE_ERRORS = (UsageError, ConfigError)
+USAGE_ERRORS = (UsageError, ConfigError, ArchitectureError)
 # Exit status 1: a file named by the user is missing, unreadable, or its content does not fit.
 FILE_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, WeightsUnavailableError,
-               UnsafeWeightsError, WeightsMismatchError, AnnotationError, AttributesError, SampleReadError)
+               UnreadableWeightsError, UnsafeWeightsError, WeightsMismatchError, AnnotationError, AttributesError,
+               SampleReadError, UnusableFileError)
 USER_ERRORS = USAGE_ERRORS + FILE_ERRORS
 
 
@@ -35,12 +44,32 @@ def exit_status(error: BaseException) -> int:
 
 def error_line(error: BaseException) -> str:
     """'error: <message>'; an OSError raised by the system names its file and reason
-    (`error: lists/x.txt: No such file or directory`), not its errno."""
+    (`error: lists/x.txt: No such file or directory`), not its errno. In a job of several processes the
+    line starts with the process's rank (`[rank 1] error: ...`), as each process reports its own."""
     if isinstance(error, OSError) and error.strerror and error.filename is not None:
         message = f"{error.filename}: {error.strerror}"
     else:
-        message = str(error) or type(error).__name__
-    return f"error: {message}"
+        message = _without_worker_traceback(str(error), type(error)) or type(error).__name__
+    several_processes = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    return f"{f'[rank {dist.get_rank()}] ' if several_processes else ''}error: {message}"
+
+
+def _without_worker_traceback(message: str, kind: type) -> str:
+    """The original message of an error a DataLoader worker raised: the loader raises it again in the main
+    process with the worker's traceback in its message ('Caught X in DataLoader worker ... Original
+    Traceback ... X: <message>')."""
+    marker = f"{kind.__qualname__}: "
+    if "Original Traceback" not in message or marker not in message:
+        return message
+    return message.rsplit(marker, 1)[1].strip()
+
+
+def check_given_files(**options):
+    """Fails with FileNotFoundError naming the option when a file given on the command line is missing,
+    before any model or dataset is built. Keyword: the option without its dashes; None: not given."""
+    missing = [f"--{name} {path}" for name, path in options.items() if path is not None and not Path(path).exists()]
+    if missing:
+        raise FileNotFoundError(f"no such file: {'; '.join(missing)}")
 
 
 def show_tracebacks() -> bool:

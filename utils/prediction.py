@@ -27,6 +27,7 @@ from modules.video_clip import view_similarities
 from utils.attributes import (DEFAULT_FUSION_WEIGHTS, attribute_scores, fuse_scores, load_attributes_branch,
                               prompt_features)
 from utils.inference import class_texts, load_video_model
+from utils.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def parse_class_names(spec):
         names = [name.strip() for name in str(spec).split(",") if name.strip()]
         where = f"class list {spec!r}"
     if not names:
-        raise ValueError(f"{where} names no classes")
+        raise UsageError(f"{where} names no classes")
     return names
 
 
@@ -66,7 +67,7 @@ def find_inputs(inputs, image_tmpl, index_bias):
         videos = sorted(str(p) for p in Path(item).iterdir()
                         if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
         if not videos:
-            raise ValueError(f"folder {item} holds neither frames named like {image_tmpl!r} nor videos "
+            raise UsageError(f"folder {item} holds neither frames named like {image_tmpl!r} nor videos "
                              f"({', '.join(VIDEO_EXTENSIONS)})")
         found.extend(videos)
     return found

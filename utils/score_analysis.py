@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+from utils.errors import UnusableFileError, UsageError
+
 # A picture of more classes than this shows the sub-matrix of the classes most often confused.
 MAX_CLASSES_DRAWN = 30
 
@@ -59,9 +61,9 @@ def load_scores(path) -> dict:
         raise FileNotFoundError(f"scores file not found: {path}")
     saved = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(saved, dict) or not {"scores", "labels"} <= set(saved):
-        raise ValueError(f"{path} is not a test.py --save_scores file (expected the keys 'scores' and 'labels')")
+        raise UnusableFileError(f"{path} is not a test.py --save_scores file (expected the keys 'scores' and 'labels')")
     if saved["labels"].dim() != 1:
-        raise ValueError(f"{path} holds multi-label targets: a confusion matrix needs one label per video")
+        raise UnusableFileError(f"{path} holds multi-label targets: a confusion matrix needs one label per video")
     return saved
 
 
@@ -75,7 +77,7 @@ def describe(saved: dict, scores_path, analysis: "ScoreAnalysis") -> str:
 
 def analyse(scores: torch.Tensor, labels: torch.Tensor, class_names: list) -> ScoreAnalysis:
     if scores.shape[1] != len(class_names):
-        raise ValueError(f"the scores have {scores.shape[1]} classes but {len(class_names)} class names were given")
+        raise UsageError(f"the scores have {scores.shape[1]} classes but {len(class_names)} class names were given")
     size = len(class_names)
     cells = labels.long() * size + scores.argmax(1)
     return ScoreAnalysis(list(class_names), torch.bincount(cells, minlength=size * size).view(size, size))

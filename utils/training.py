@@ -15,6 +15,8 @@ import clip
 from datasets.transforms import normalize_on_device
 from modules.video_clip import VideoEncoder, class_features
 from utils.checkpoint import HEADER_KEY, MODEL_KEY, load_bike_weights, save_atomically
+from utils.config import ConfigError
+from utils.errors import UsageError
 from utils.distributed import all_gather_no_grad, all_gather_with_grad
 from utils.logger import Progress, epoch_label
 from utils.losses import symmetric_loss
@@ -35,9 +37,9 @@ def resolve_precision(requested: Optional[str], device: torch.device) -> str:
     """
     precision = requested or ("amp" if device.type == "cuda" else "fp32")
     if precision not in PRECISIONS:
-        raise ValueError(f"--precision must be one of {PRECISIONS}, got {precision!r}")
+        raise UsageError(f"--precision must be one of {PRECISIONS}, got {precision!r}")
     if precision in ("amp", "fp16") and device.type != "cuda":
-        raise ValueError(f"--precision {precision} needs a GPU; on CPU use bf16 or fp32")
+        raise UsageError(f"--precision {precision} needs a GPU; on CPU use bf16 or fp32")
     return "amp" if precision == "fp16" else precision
 
 
@@ -65,7 +67,7 @@ def build_clip(config) -> clip.CLIP:
                          joint_st=network.joint_st, grad_checkpointing=network.grad_checkpointing,
                          image_resolution=config.data.input_size)
     if model.config.image_resolution != config.data.input_size:
-        raise ValueError(f"data.input_size is {config.data.input_size}, but the CLIP weights of {network.arch} "
+        raise ConfigError(f"{config.source}: data.input_size is {config.data.input_size}, but the CLIP weights of {network.arch} "
                          f"take {model.config.image_resolution}-pixel images")
     if network.compile:
         model.visual.compile()  # in place: parameter names and checkpoints stay the same

@@ -180,3 +180,19 @@ def test_ds_loss_is_the_originals_dual_softmax_kl_divergence():
                 + original_dual_softmax_loss(logits.t().tolist(), target)) / 2
     assert float(symmetric_loss(logits, labels, "DS")) == pytest.approx(expected, rel=1e-9)
     assert float(symmetric_loss(logits, labels, "NCE")) != pytest.approx(expected, rel=1e-3)
+
+
+@pytest.mark.parametrize("start_epoch", [0, 2])
+def test_the_schedule_is_linear_warmup_then_cosine_from_the_start_epoch(start_epoch):
+    config = config_with(optim="sgd", epochs=10, lr_warmup_step=4, start_epoch=start_epoch)
+    optimizer = build_optimizer(config.solver, nn.Linear(2, 2), [nn.Linear(2, 1)])
+    scheduler = build_scheduler(optimizer, config.solver, steps_per_epoch=3)
+    rates = []
+    for _ in range(3 * (10 - start_epoch)):
+        rates.append([group["lr"] for group in optimizer.param_groups])
+        optimizer.step()
+        scheduler.step()
+    for step, (clip_lr, head_lr) in enumerate(rates):
+        epoch = start_epoch + step / 3
+        factor = epoch / 4 if epoch < 4 else (1 + math.cos(math.pi * (epoch - 4) / 6)) / 2
+        assert (clip_lr, head_lr) == pytest.approx((LR * CLIP_RATIO * factor, LR * factor)), step

@@ -48,5 +48,7 @@ def lr_factor(epoch: float, solver) -> float:
 
 
 def build_scheduler(optimizer, solver, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Updated after every optimizer step, so the schedule is smooth within epochs."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step / steps_per_epoch, solver))
+    """Updated after every optimizer step, so the schedule is smooth within epochs. A run that starts at
+    `solver.start_epoch` starts the schedule there too, as the original's epoch-indexed schedule does."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(solver.start_epoch + step / steps_per_epoch, solver))

@@ -28,8 +28,11 @@ REFERENCE_PACKAGE = "openai-clip==1.0.1"
 def install_reference(folder: Path):
     """pip-installs OpenAI's package into `folder` (never site-packages: its top-level name is `clip`, as
     ours). Staged and renamed, so concurrent test runs never see half a package."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder.parent))
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder.parent))
+    except OSError:
+        return  # an unwritable place: the caller reports how to install it
     try:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(staging),
                         REFERENCE_PACKAGE], check=True, capture_output=True, timeout=600)

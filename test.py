@@ -43,11 +43,11 @@ def main(argv=None):
     autocast = autocast_for(resolve_precision(args.precision, ctx.device), ctx.device)
     crops = args.test_crops or config.data.test_crops
     clips = args.test_clips or config.data.test_clips
+    encoder, header = load_video_model(config, args.weights, ctx.device)  # a checkpoint that does not fit fails here
     loader = test_loader(config, ctx, crops, clips, args.dense or config.data.dense)
     logger.info("%s x %s x %s, %s", counted(len(loader.dataset), "video"), counted(clips, "clip"),
                 counted(crops, "crop"), counted(ctx.world_size, "process", "processes"))
 
-    encoder, header = load_video_model(config, args.weights, ctx.device)
     eot, tokens = class_texts(encoder, loader.dataset.class_names, ctx.device, autocast)
     scores, labels = predict(encoder, header, loader, eot, tokens, ctx.device, autocast, ctx.is_main and not args.no_progress)
     # mAP: on the original's scores and conventions; multi-label data also gets the original's printed

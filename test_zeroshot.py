@@ -59,13 +59,13 @@ def load_split_configs(args):
 
 def evaluate_split(config_path, config, args, ctx, autocast):
     """(logits [N, K, C], labels) of one config's list, scored against its class names."""
+    encoder, header = load_video_model(config, args.weights, ctx.device)  # before the data: a bad checkpoint fails fast
     crops = args.test_crops or config.data.test_crops
     clips = args.test_clips or config.data.test_clips
     loader = test_loader(config, ctx, crops, clips, args.dense or config.data.dense)
     logger.info("%s: %s x %s x %s, %s, %s", config_path, counted(len(loader.dataset), "video"),
                 counted(clips, "clip"), counted(crops, "crop"), counted(loader.dataset.num_classes, "class", "classes"),
                 counted(ctx.world_size, "process", "processes"))
-    encoder, header = load_video_model(config, args.weights, ctx.device)
     eot, tokens = class_texts(encoder, loader.dataset.class_names, ctx.device, autocast)
     return predict_logits(encoder, header, loader, eot, tokens, ctx.device, autocast, views=crops * clips,
                           units=units_per_video(config, crops * clips, args.scoring), scoring=args.scoring,

@@ -38,8 +38,10 @@ def safe_load(path) -> Any:
         raise UnsafeWeightsError(
             f"refused to load {path}: it is not a plain weights file (unpickling it would run code or build "
             f"objects other than tensors and containers). Details: {str(error).splitlines()[0]}") from None
-    except (RuntimeError, EOFError) as error:
-        raise UnreadableWeightsError(f"cannot read {path} as a PyTorch file (truncated or corrupt?): {error}") from None
+    except (RuntimeError, EOFError, IndexError, KeyError, ValueError) as error:
+        # torch's weights-only unpickler fails on a file that is no PyTorch file with any of these.
+        raise UnreadableWeightsError(
+            f"cannot read {path} as a PyTorch file (truncated or corrupt?): {error}") from None
 
 
 def is_torchscript_archive(path) -> bool:

@@ -6,6 +6,7 @@ and a timm ConvNeXt image tower with open_clip's custom text tower of context le
 a .safetensors file, reached through a pretrained tag whose preprocessing uses ImageNet's constants).
 """
 import json
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -160,6 +161,12 @@ def test_a_missing_weights_file_an_unknown_tag_and_an_unreachable_tag_are_named(
         open_clip_backbone.load("open_clip:ViT-B-32", "laion2b_s34b_b79k")
     with pytest.raises(ValueError, match="network.pretrained .* open_clip:<model> architectures only"):
         clip.load("ViT-Tiny/16", pretrained="laion2b_s34b_b79k")
+
+
+def test_without_open_clip_the_error_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "open_clip", None)  # what an uninstalled package looks like to `import`
+    with pytest.raises(ImportError, match="open-clip-torch.*pip install -r requirements-open-clip.txt"):
+        clip.load("open_clip:ViT-B-32")
 
 
 def test_a_checkpoint_of_the_other_family_does_not_load(weights, tmp_path):

@@ -11,7 +11,7 @@ from utils.config import Config, ConfigError, SCHEMA, build_config, check_files,
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 SHIPPED = sorted(CONFIG_DIR.rglob("*.yaml"))
 
-# The original repository's config files (same folders and names) plus the demo configs.
+# The original repository's config files (same folders and names) plus the demo configs and the open_clip example.
 EXPECTED_FILES = {
     "k400/k400_train_rgb_vitb-32-f8.yaml", "k400/k400_train_rgb_vitb-16-f8.yaml",
     "k400/k400_train_rgb_vitl-14-f8.yaml", "k400/k400_train_rgb_vitl-14-f16.yaml",
@@ -28,6 +28,7 @@ EXPECTED_FILES = {
     "charades/charades_clip_finetune.yaml", "charades/charades_k400_finetune.yaml",
     "charades/charades_k400_finetune_336.yaml",
     "demo/demo.yaml", "demo/demo_no_temporal.yaml", "demo/demo_attributes.yaml",
+    "k400/k400_train_rgb_openclip-vitb-32-laion2b-f8.yaml",
 }
 
 MINIMAL = {"data": {"dataset": "toy", "num_classes": 3, "label_list": "labels.csv"},

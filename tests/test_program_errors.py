@@ -9,6 +9,7 @@ same stderr and exit status as a separate process and lets the test see what was
 as real processes to show that.
 """
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ import train
 import train_co
 from modules import VideoHeader
 from tests.test_checkpoint import original_layout
+from tests.test_distributed import torchrun
 from tools import generate_attributes, predict
 from utils.distributed import run_program
 
@@ -151,3 +153,13 @@ def test_bike_traceback_shows_the_traceback(files):
     assert result.returncode == 1
     assert "Traceback (most recent call last)" in result.stderr
     assert result.stderr.splitlines()[-1] == f"FileNotFoundError: no such file: --weights {files / 'nothing.pt'}"
+
+
+def test_under_torchrun_each_process_prints_its_tagged_line_and_status(files):
+    job = torchrun(["train.py", "--config", str(files / "config.yaml"), "--cpu", MISSPELT], check=False, timeout=120)
+    lines = job.stderr.splitlines()
+    assert job.returncode != 0
+    for rank in (0, 1):
+        assert sum(line.startswith(f"[rank {rank}] error: override 'data.batch_sise=4'") for line in lines) == 1
+    assert not any(line.startswith("[rank") and "Traceback" in line for line in lines), job.stderr
+    assert re.search(r"exitcode\s*:\s*2\b", job.stderr), job.stderr  # torchrun's report of the processes' status

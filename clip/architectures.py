@@ -1,5 +1,5 @@
 """Named CLIP architectures: OpenAI's released models and small random-init ones for demos and tests."""
-from .model import CLIPConfig
+from .model import ArchitectureError, CLIPConfig
 
 _TEXT = dict(context_length=77, vocab_size=49408, transformer_layers=12)
 
@@ -41,10 +41,6 @@ RANDOM_INIT_ARCHITECTURES = {
 
 # Other spellings users bring: the original BIKE configs write the 336px model with a dash.
 ALIASES = {"ViT-L/14-336px": "ViT-L/14@336px"}
-
-
-class ArchitectureError(ValueError):
-    """network.arch (or network.pretrained) names no model that can be built here."""
 
 
 def canonical_name(name: str) -> str:

@@ -17,6 +17,11 @@ from torch.utils.checkpoint import checkpoint
 
 from .weights import WeightsMismatchError
 
+
+class ArchitectureError(ValueError):
+    """network.arch (or network.pretrained, joint_st, drop_out) asks for a model that cannot be built here."""
+
+
 # Keys OpenAI's TorchScript archives carry beside the weights; they describe the model, they are not weights.
 NON_WEIGHT_KEYS = ("input_resolution", "context_length", "vocab_size")
 
@@ -360,7 +365,8 @@ class CLIP(nn.Module):
                 joint_st=joint_st, num_frames=num_frames)
         else:
             if joint_st or drop_path > 0:
-                raise ValueError("joint_st and drop_path (network.drop_out) are only available for ViT CLIP models")
+                raise ArchitectureError("joint_st and drop_path (network.drop_out) are only available for ViT CLIP "
+                                        "models")
             self.visual = ModifiedResNet(
                 layers=config.vision_layers, output_dim=config.embed_dim, heads=config.vision_width * 32 // 64,
                 input_resolution=config.image_resolution, width=config.vision_width)

@@ -16,7 +16,8 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from .weights import WeightsUnavailableError
+from .model import ArchitectureError
+from .weights import WeightsMismatchError, WeightsUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def model_name(arch: str) -> str:
     """`open_clip:ViT-B-32` -> `ViT-B-32`."""
     name = arch[len(PREFIX):].strip()
     if not name:
-        raise ValueError(f"network.arch {arch!r} names no model: write open_clip:<model name>, e.g. open_clip:ViT-B-32")
+        raise ArchitectureError(f"network.arch {arch!r} names no model: write open_clip:<model name>, e.g. open_clip:ViT-B-32")
     return name
 
 
@@ -72,12 +73,12 @@ class OpenClipModel(nn.Module):
         open_clip = import_open_clip()
         self.custom_text = isinstance(model, open_clip.CustomTextCLIP)
         if not (self.custom_text or type(model) is open_clip.CLIP):
-            raise ValueError(f"open_clip model {name} is a {type(model).__name__}; BIKE supports open_clip's CLIP and "
+            raise ArchitectureError(f"open_clip model {name} is a {type(model).__name__}; BIKE supports open_clip's CLIP and "
                              f"CustomTextCLIP models (CoCa's captioning decoder has no place in BIKE)")
         text = model.text if self.custom_text else model
         own_text_tower = isinstance(text, open_clip.transformer.TextTransformer) and text.cls_emb is None
         if self.custom_text and not own_text_tower:
-            raise ValueError(f"open_clip model {name}: its text tower ({type(text).__name__}) does not give the "
+            raise ArchitectureError(f"open_clip model {name}: its text tower ({type(text).__name__}) does not give the "
                              f"per-token text features BIKE uses; only open_clip's own TextTransformer (without a "
                              f"class token) is supported")
         for child_name, child in model.named_children():
@@ -95,7 +96,7 @@ class OpenClipModel(nn.Module):
         size = model.visual.image_size
         height, width = (size, size) if isinstance(size, int) else tuple(size)
         if height != width:
-            raise ValueError(f"open_clip model {name} takes {height}x{width} images; BIKE uses square crops")
+            raise ArchitectureError(f"open_clip model {name} takes {height}x{width} images; BIKE uses square crops")
         text_width = text.width if self.custom_text else model.transformer.width
         embed_dim = int(open_clip.get_model_config(name)["embed_dim"])
         self.config = OpenClipConfig(model_name=name, embed_dim=embed_dim, image_resolution=height,
@@ -185,7 +186,7 @@ def _load_file(model: nn.Module, name: str, path: Path, visual_only: bool):
     try:
         open_clip.load_checkpoint(model, str(path), strict=True, weights_only=True)
     except Exception as error:  # torch/safetensors raise several types; all mean this file does not fit
-        raise ValueError(f"cannot load {path} (network.pretrained) into open_clip model {name}: "
+        raise WeightsMismatchError(f"cannot load {path} (network.pretrained) into open_clip model {name}: "
                          f"{type(error).__name__}: {error}") from None
     if visual_only:
         model.load_state_dict(random_text, strict=False)
@@ -205,11 +206,11 @@ def load(arch: str, pretrained: Optional[str] = None, load_weights: bool = True,
     for key, value in (("network.joint_st", joint_st), ("network.drop_out", drop_path),
                        ("network.emb_dropout", emb_dropout)):
         if value:
-            raise ValueError(f"{key} is not available for open_clip models ({arch}); set it to False/0")
+            raise ArchitectureError(f"{key} is not available for open_clip models ({arch}); set it to False/0")
     open_clip = import_open_clip()
     if name not in open_clip.list_models():
         close = [known for known in open_clip.list_models() if name.lower()[:5] in known.lower()]
-        raise ValueError(f"network.arch {arch!r}: open_clip has no model {name!r}"
+        raise ArchitectureError(f"network.arch {arch!r}: open_clip has no model {name!r}"
                          + (f" (similar: {', '.join(close[:10])})" if close else ""))
     if load_weights:
         path, tag_config = resolve_weights(name, pretrained, download_root)

@@ -157,9 +157,10 @@ def test_bike_traceback_shows_the_traceback(files):
 
 def test_under_torchrun_each_process_prints_its_tagged_line_and_status(files):
     job = torchrun(["train.py", "--config", str(files / "config.yaml"), "--cpu", MISSPELT], check=False, timeout=120)
-    lines = job.stderr.splitlines()
+    tagged = [line for line in job.stderr.splitlines() if line.startswith("[rank")]
     assert job.returncode != 0
-    for rank in (0, 1):
-        assert sum(line.startswith(f"[rank {rank}] error: override 'data.batch_sise=4'") for line in lines) == 1
-    assert not any(line.startswith("[rank") and "Traceback" in line for line in lines), job.stderr
+    # The first process to fail ends the job: torchrun may stop the other before it gets to print its line.
+    assert tagged and len(tagged) == len(set(tagged)) <= 2, job.stderr
+    assert all(re.fullmatch(r"\[rank [01]\] error: override 'data.batch_sise=4': unknown key data.batch_sise .*", line)
+               for line in tagged), job.stderr
     assert re.search(r"exitcode\s*:\s*2\b", job.stderr), job.stderr  # torchrun's report of the processes' status

@@ -31,6 +31,8 @@ from datasets.transforms import normalize_on_device
 from modules import AttributesHead, text_prompt
 from modules.video_clip import VideoEncoder, class_features
 from utils.checkpoint import HEADER_KEY, read_attributes_checkpoint, read_checkpoint
+from utils.config import ConfigError
+from utils.errors import UnusableFileError
 from utils.distributed import all_gather_no_grad, barrier, gather_to_main, world_size as world_size_of_group
 from utils.evaluation import ShardSampler, evaluation_loader, gather_in_list_order, score_metrics
 from utils.logger import Progress, epoch_label
@@ -68,7 +70,7 @@ def read_lexicon(sources, class_names) -> list:
             phrases += [line.strip() for line in lines if line.strip()]
     phrases = list(dict.fromkeys(phrases))
     if not phrases:
-        raise ValueError(f"the lexicons {list(sources)} hold no phrases")
+        raise UnusableFileError(f"the lexicons {list(sources)} hold no phrases")
     return phrases
 
 
@@ -277,7 +279,7 @@ class AttributesBranch:
         self.batch_size = config.data.batch_size
         self.steps = len(train_sentences) // ctx.world_size // self.batch_size
         if self.steps == 0:
-            raise ValueError(f"{config.data.attributes_train_path}: {len(train_sentences)} attribute sentences is "
+            raise ConfigError(f"{config.data.attributes_train_path}: {len(train_sentences)} attribute sentences is "
                              f"fewer than one batch (data.batch_size {self.batch_size} x {ctx.world_size} processes)")
         self._cache = {}
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from clip.architectures import ArchitectureError
+from clip.model import ArchitectureError
 from clip.weights import UnreadableWeightsError, UnsafeWeightsError, WeightsMismatchError, WeightsUnavailableError
 from datasets.annotations import AnnotationError
 from datasets.attributes import AttributesError

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from utils.distributed import world_size
+from utils.errors import UsageError
 from utils.evaluation import gather_in_list_order, predict
 from utils.metrics import topk_accuracy
 
@@ -93,7 +94,7 @@ def predict_logits(encoder, header, loader, class_eot, class_tokens, device, aut
 def half_class_subset(num_classes: int, seed: int) -> torch.Tensor:
     """The sorted class ids selected by the half-class split `seed` (`num_classes // 2` of them)."""
     if num_classes < 2:
-        raise ValueError(f"the half-class protocol needs at least 2 classes, got {num_classes}")
+        raise UsageError(f"the half-class protocol needs at least 2 classes, got {num_classes}")
     chosen = np.random.RandomState(seed).permutation(num_classes)[: num_classes // 2]
     return torch.from_numpy(np.sort(chosen))
 
@@ -145,7 +146,7 @@ def zero_shot_result(logits: torch.Tensor, labels: torch.Tensor, seeds=HALF_CLAS
     """Full-class top-1/top-5 and the half-class protocol's mean and std over `seeds`; a half's subset is
     its selected classes that label at least one video, as in the original."""
     if labels.dim() != 1:
-        raise ValueError("zero-shot protocols need single-label data (one class id per video), "
+        raise UsageError("zero-shot protocols need single-label data (one class id per video), "
                          f"got labels of shape {tuple(labels.shape)}")
     num_classes = logits.shape[-1]
     top1, top5 = subset_topk(logits, labels, torch.arange(num_classes))

@@ -65,7 +65,7 @@ def train_loader_for(dataset, config, ctx) -> DataLoader:
                if ctx.distributed else RandomSampler(dataset, generator=generator))
     if len(dataset) < config.data.batch_size * ctx.world_size:
         raise ConfigError(f"{config.data.train_list}: {len(dataset)} training videos is fewer than one batch "
-                         f"(data.batch_size {config.data.batch_size} x {ctx.world_size} processes)")
+                          f"(data.batch_size {config.data.batch_size} x {ctx.world_size} processes)")
     return DataLoader(dataset, batch_size=config.data.batch_size, sampler=sampler, drop_last=True,
                       num_workers=config.data.workers, pin_memory=ctx.device.type == "cuda",
                       persistent_workers=config.data.workers > 0, generator=generator)

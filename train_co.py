@@ -116,7 +116,8 @@ def main(argv=None):
         first_epoch, best_score = resume_training(config.resume, clip_model, header, optimizer, scheduler, scaler)
         resumed_head = load_attributes_head(config.resume, clip_model.config.embed_dim)
         if resumed_head is None:
-            raise WeightsMismatchError(f"resume={config.resume} holds no '{ATTRIBUTES_HEAD_KEY}': not a train_co.py checkpoint")
+            raise WeightsMismatchError(f"resume={config.resume} holds no '{ATTRIBUTES_HEAD_KEY}': "
+                                       "not a train_co.py checkpoint")
         head.load_state_dict(resumed_head.state_dict())
         logger.info("resumed from %s: %d of %d epochs done (best so far %.3f)", config.resume, first_epoch,
                     config.solver.epochs, best_score)

@@ -190,8 +190,8 @@ def load(name: str, device: Union[str, torch.device] = "cpu", jit: bool = False,
         model = open_clip_backbone.load(name, pretrained, pretrain=pretrain, download_root=download_root, **options)
         return model.to(device), image_preprocess(model.config.image_resolution, model.image_mean, model.image_std)
     if pretrained:
-        raise ArchitectureError(f"network.pretrained ({pretrained!r}) names weights of open_clip:<model> architectures only; "
-                         f"OpenAI weights ({name}) are named by network.arch")
+        raise ArchitectureError(f"network.pretrained ({pretrained!r}) names weights of open_clip:<model> "
+                                f"architectures only; OpenAI weights ({name}) are named by network.arch")
     if jit:
         logger.warning("jit=True: the eager model is returned instead of OpenAI's TorchScript module")
     if canonical_name(name) in RANDOM_INIT_ARCHITECTURES:
@@ -202,8 +202,8 @@ def load(name: str, device: Union[str, torch.device] = "cpu", jit: bool = False,
         elif Path(name).expanduser().is_file():
             path = Path(name).expanduser()
         else:
-            raise ArchitectureError(f"CLIP model {name!r} is neither a known model name ({', '.join(available_models())}, "
-                             f"{', '.join(random_init_models())}) nor an existing file")
+            known = ", ".join(available_models() + random_init_models())
+            raise ArchitectureError(f"CLIP model {name!r} is neither a known model name ({known}) nor an existing file")
         model = build_model(read_clip_state_dict(path), visual_only=not pretrain, **options)
     model = model.float().to(device).eval()
     return model, image_preprocess(model.visual.input_resolution)

@@ -33,7 +33,8 @@ def model_name(arch: str) -> str:
     """`open_clip:ViT-B-32` -> `ViT-B-32`."""
     name = arch[len(PREFIX):].strip()
     if not name:
-        raise ArchitectureError(f"network.arch {arch!r} names no model: write open_clip:<model name>, e.g. open_clip:ViT-B-32")
+        raise ArchitectureError(f"network.arch {arch!r} names no model: write open_clip:<model name>, "
+                                "e.g. open_clip:ViT-B-32")
     return name
 
 
@@ -73,14 +74,14 @@ class OpenClipModel(nn.Module):
         open_clip = import_open_clip()
         self.custom_text = isinstance(model, open_clip.CustomTextCLIP)
         if not (self.custom_text or type(model) is open_clip.CLIP):
-            raise ArchitectureError(f"open_clip model {name} is a {type(model).__name__}; BIKE supports open_clip's CLIP and "
-                             f"CustomTextCLIP models (CoCa's captioning decoder has no place in BIKE)")
+            raise ArchitectureError(f"open_clip model {name} is a {type(model).__name__}; BIKE supports open_clip's "
+                                    f"CLIP and CustomTextCLIP models (CoCa's captioning decoder has no place in BIKE)")
         text = model.text if self.custom_text else model
         own_text_tower = isinstance(text, open_clip.transformer.TextTransformer) and text.cls_emb is None
         if self.custom_text and not own_text_tower:
-            raise ArchitectureError(f"open_clip model {name}: its text tower ({type(text).__name__}) does not give the "
-                             f"per-token text features BIKE uses; only open_clip's own TextTransformer (without a "
-                             f"class token) is supported")
+            raise ArchitectureError(f"open_clip model {name}: its text tower ({type(text).__name__}) does not give "
+                                    f"the per-token text features BIKE uses; only open_clip's own TextTransformer "
+                                    f"(without a class token) is supported")
         for child_name, child in model.named_children():
             self.add_module(child_name, child)
         for param_name, param in model.named_parameters(recurse=False):
@@ -187,7 +188,7 @@ def _load_file(model: nn.Module, name: str, path: Path, visual_only: bool):
         open_clip.load_checkpoint(model, str(path), strict=True, weights_only=True)
     except Exception as error:  # torch/safetensors raise several types; all mean this file does not fit
         raise WeightsMismatchError(f"cannot load {path} (network.pretrained) into open_clip model {name}: "
-                         f"{type(error).__name__}: {error}") from None
+                                   f"{type(error).__name__}: {error}") from None
     if visual_only:
         model.load_state_dict(random_text, strict=False)
 
@@ -211,7 +212,7 @@ def load(arch: str, pretrained: Optional[str] = None, load_weights: bool = True,
     if name not in open_clip.list_models():
         close = [known for known in open_clip.list_models() if name.lower()[:5] in known.lower()]
         raise ArchitectureError(f"network.arch {arch!r}: open_clip has no model {name!r}"
-                         + (f" (similar: {', '.join(close[:10])})" if close else ""))
+                                + (f" (similar: {', '.join(close[:10])})" if close else ""))
     if load_weights:
         path, tag_config = resolve_weights(name, pretrained, download_root)
     else:

@@ -28,7 +28,7 @@ import train_co
 from modules import VideoHeader
 from tests.test_checkpoint import original_layout
 from tests.test_distributed import torchrun
-from tools import generate_attributes, predict
+from tools import analyze_scores, convert_annotations, extract_frames, generate_attributes, plot_curves, predict
 from utils.distributed import run_program
 
 REPO = Path(__file__).resolve().parent.parent
@@ -125,6 +125,25 @@ def test_a_missing_weights_file(program, files, capsys, monkeypatch):
 def test_predict_refuses_a_non_video_before_building_the_model(files, capsys, monkeypatch):
     result = run_here("tools/predict.py", ["--config", files / "config.yaml", files / "clip.mp4"], capsys, monkeypatch)
     assert_refused_before_building(result, 1, f"cannot open video {files / 'clip.mp4'}")
+
+
+@pytest.mark.parametrize("tool, args, status, line", [
+    (analyze_scores, ["config.yaml", "--classes", "labels.csv"], 1,
+     "error: (cannot read|refused to load) {}/config.yaml"),
+    (plot_curves, ["."], 1, r"error: {}/log.txt: no training log"),
+    (convert_annotations, ["ucf101", ".", "--out", "converted"], 1,
+     r"error: UCF-101 class index {}/classInd.txt does not"),
+    (extract_frames, ["labels.csv", "--out", "frames", "--video-root", "."], 1,
+     r"error: {}/labels.csv:1: expected `<file> <label>`, got 'id,name'"),
+])
+def test_the_data_tools_end_a_user_error_with_one_line(tool, args, status, line, files, capsys, monkeypatch):
+    monkeypatch.delenv("BIKE_TRACEBACK", raising=False)
+    monkeypatch.chdir(files)
+    with pytest.raises(SystemExit) as exit_request:
+        run_program(lambda: tool.main([arg if arg[0] == "-" or arg == "ucf101" else str(files / arg) for arg in args]))
+    stderr = capsys.readouterr().err
+    assert exit_request.value.code == status and stderr.count("\n") == 1, stderr
+    assert re.match(line.format(re.escape(str(files))), stderr), stderr
 
 
 @pytest.mark.parametrize("program, extra", [

@@ -18,7 +18,6 @@ if __package__ in (None, ""):  # run as a script: make the repository's packages
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tools.annotations import convert_charades, convert_hmdb51, convert_kinetics, convert_ucf101  # noqa: E402
-from tools.annotations.common import ConversionError  # noqa: E402
 from tools.annotations.kinetics import DEFAULT_NAME_FORMAT  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
 
@@ -82,4 +81,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_program(main, extra_user_errors=(ConversionError,))
+    run_program(main)

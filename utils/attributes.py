@@ -280,7 +280,7 @@ class AttributesBranch:
         self.steps = len(train_sentences) // ctx.world_size // self.batch_size
         if self.steps == 0:
             raise ConfigError(f"{config.data.attributes_train_path}: {len(train_sentences)} attribute sentences is "
-                             f"fewer than one batch (data.batch_size {self.batch_size} x {ctx.world_size} processes)")
+                              f"fewer than one batch (data.batch_size {self.batch_size} x {ctx.world_size} processes)")
         self._cache = {}
 
     def _features(self, name):

@@ -27,7 +27,7 @@ def read_checkpoint(path) -> dict:
     if not isinstance(checkpoint, dict) or MODEL_KEY not in checkpoint:
         found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise WeightsMismatchError(f"{path} is not a BIKE checkpoint: expected a dict with '{MODEL_KEY}' "
-                         f"(and '{HEADER_KEY}'), found {found}")
+                                   f"(and '{HEADER_KEY}'), found {found}")
     return checkpoint
 
 
@@ -45,15 +45,15 @@ def read_attributes_checkpoint(path) -> tuple:
     what = f"{path} is not an attributes checkpoint of train_attributes.py"
     if not isinstance(checkpoint, dict):
         raise WeightsMismatchError(f"{what}: expected a dict with '{MODEL_KEY}' and '{HEADER_KEY}', found "
-                         f"{type(checkpoint).__name__}")
+                                   f"{type(checkpoint).__name__}")
     missing = [key for key in (MODEL_KEY, HEADER_KEY) if not isinstance(checkpoint.get(key), dict)]
     if missing:
         raise WeightsMismatchError(f"{what}: missing keys {missing} (found {sorted(checkpoint)})")
     head = strip_module_prefix(checkpoint[HEADER_KEY])
     if not any(key.startswith(ATTRIBUTES_HEAD_PARTS) for key in head):
         raise WeightsMismatchError(f"{what}: its '{HEADER_KEY}' holds no attributes head (no "
-                         f"{'/'.join(part + '*' for part in ATTRIBUTES_HEAD_PARTS)} keys; found "
-                         f"{sorted(head)[:6] or 'nothing'}); a video checkpoint goes to --weights")
+                                   f"{'/'.join(part + '*' for part in ATTRIBUTES_HEAD_PARTS)} keys; found "
+                                   f"{sorted(head)[:6] or 'nothing'}); a video checkpoint goes to --weights")
     return strip_module_prefix(checkpoint[MODEL_KEY]), head
 
 

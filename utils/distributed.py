@@ -179,13 +179,13 @@ def end_job(status):
     os._exit(status if isinstance(status, int) else 1)
 
 
-def run_program(main, extra_user_errors=()):
+def run_program(main):
     """Runs an entry point's `main()`: leaves the process group after a success; a user error ends the
-    program with one `error: ...` line (`report_user_errors`; `extra_user_errors`: the program's own
-    kinds); after any other exception in a job of several processes, ends this process at once
-    (`abort_job`), so the job fails promptly. Returns what `main` returns."""
+    program with one `error: ...` line (`report_user_errors`); after any other exception in a job of
+    several processes, ends this process at once (`abort_job`), so the job fails promptly. Returns what
+    `main` returns."""
     try:
-        result = report_user_errors(main, extra=extra_user_errors)
+        result = report_user_errors(main)
     except SystemExit as exit_request:
         if exit_request.code not in (None, 0) and world_size() > 1:
             end_job(exit_request.code)

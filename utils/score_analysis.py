@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from clip.weights import safe_load
 from utils.errors import UnusableFileError, UsageError
 
 # A picture of more classes than this shows the sub-matrix of the classes most often confused.
@@ -59,7 +60,7 @@ def load_scores(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"scores file not found: {path}")
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    saved = safe_load(path)
     if not isinstance(saved, dict) or not {"scores", "labels"} <= set(saved):
         raise UnusableFileError(f"{path} is not a test.py --save_scores file (expected the keys 'scores' and 'labels')")
     if saved["labels"].dim() != 1:

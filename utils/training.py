@@ -67,8 +67,8 @@ def build_clip(config) -> clip.CLIP:
                          joint_st=network.joint_st, grad_checkpointing=network.grad_checkpointing,
                          image_resolution=config.data.input_size)
     if model.config.image_resolution != config.data.input_size:
-        raise ConfigError(f"{config.source}: data.input_size is {config.data.input_size}, but the CLIP weights of {network.arch} "
-                         f"take {model.config.image_resolution}-pixel images")
+        raise ConfigError(f"{config.source}: data.input_size is {config.data.input_size}, but the CLIP weights of "
+                          f"{network.arch} take {model.config.image_resolution}-pixel images")
     if network.compile:
         model.visual.compile()  # in place: parameter names and checkpoints stay the same
     return model

@@ -3,6 +3,7 @@ import csv
 import logging
 from pathlib import Path
 
+from datasets.annotations import AnnotationError
 from datasets.synthetic import write_labels_csv, write_list
 from tools.extract_frames import count_frames, frame_folder_name
 
@@ -11,7 +12,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["ConversionError", "csv_rows", "list_kind", "numbered_lines", "write_entries", "write_labels_csv"]
 
 
-class ConversionError(ValueError):
+class ConversionError(AnnotationError):
     """An official annotation file is missing or malformed; the message names the file and line."""
 
 

@@ -93,9 +93,9 @@ def main(argv=None):
     ctx = init_distributed(force_cpu=args.cpu, timeout_minutes=args.dist_timeout)
     setup_logging(None, ctx.is_main)
     config = load_config(args.config, args.overrides)
+    check_given_files(list=args.list, weights=args.weights)
     output = select_list(config, args)
     check_files(config, ("data.val_list", "data.label_list"))
-    check_given_files(weights=args.weights)
     for lexicon in args.lexicon or []:
         check_given_files(lexicon=None if lexicon == CLASS_LEXICON else lexicon)
     autocast = autocast_for(resolve_precision(args.precision, ctx.device), ctx.device)

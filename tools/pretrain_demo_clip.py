@@ -52,7 +52,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="state dict to write (default: %(default)s)")
     parser.add_argument("--arch", default="RN-Tiny", help="small architecture to pretrain (default: %(default)s)")
-    parser.add_argument("--size", type=int, default=64, help="image size, the demo's data.input_size (default: 64)")
+    parser.add_argument("--size", type=int, default=32, help="image size, the demo's data.input_size (default: 32)")
     parser.add_argument("--train-pairs", type=int, default=19200, help="training stills (default: %(default)s)")
     parser.add_argument("--heldout-pairs", type=int, default=512, help="held-out stills (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=128, help="(default: %(default)s)")

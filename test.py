@@ -6,15 +6,16 @@ import argparse
 import logging
 
 
-from utils.attributes import DEFAULT_FUSION_WEIGHTS, fused_evaluation, load_attributes_branch
+from workflows.attributes_branch import fused_evaluation, load_attributes_branch
+from workflows.fusion import DEFAULT_FUSION_WEIGHTS
 from utils.checkpoint import save_atomically
 from utils.config import check_files, load_config
 from utils.distributed import init_distributed, run_program
 from utils.errors import check_given_files
-from utils.evaluation import predict, score_metrics
-from utils.inference import add_evaluation_arguments, class_texts, load_video_model, test_loader
+from workflows.evaluation import predict, score_metrics
+from workflows.inference import add_evaluation_arguments, class_texts, load_video_model, test_loader
 from utils.logger import counted, setup_logging
-from utils.training import autocast_for, resolve_precision
+from workflows.training import autocast_for, resolve_precision
 
 logger = logging.getLogger("bike")
 

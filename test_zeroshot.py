@@ -20,10 +20,10 @@ from utils.checkpoint import save_atomically
 from utils.config import check_files, load_config
 from utils.distributed import init_distributed, run_program
 from utils.errors import check_given_files
-from utils.inference import add_evaluation_arguments, class_texts, load_video_model, test_loader
+from workflows.inference import add_evaluation_arguments, class_texts, load_video_model, test_loader
 from utils.logger import counted, setup_logging
-from utils.training import autocast_for, resolve_precision
-from utils.zeroshot import (SCORINGS, averaged_softmax, predict_logits, splits_summary, units_per_video,
+from workflows.training import autocast_for, resolve_precision
+from workflows.zeroshot import (SCORINGS, averaged_softmax, predict_logits, splits_summary, units_per_video,
                             zero_shot_result)
 
 logger = logging.getLogger("bike")

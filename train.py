@@ -18,12 +18,12 @@ from modules import VideoHeader, text_prompt
 from modules.video_clip import VideoEncoder, class_features
 from utils.checkpoint import load_bike_weights
 from utils.config import ConfigError, check_files, load_config
-from utils.curves import tensorboard_writer
+from workflows.curves import tensorboard_writer
 from utils.distributed import add_distributed_arguments, init_distributed, run_program
-from utils.evaluation import evaluation_loader, predict, score_metrics
+from workflows.evaluation import evaluation_loader, predict, score_metrics
 from utils.logger import counted, epoch_label, setup_logging
 from utils.solver import build_optimizer, build_scheduler
-from utils.training import (PRECISION_HELP, PRECISIONS, ClassTexts, autocast_for, build_clip, freeze_towers,
+from workflows.training import (PRECISION_HELP, PRECISIONS, ClassTexts, autocast_for, build_clip, freeze_towers,
                             resolve_precision, resume_training, save_training_checkpoint, seed_everything,
                             train_one_epoch)
 

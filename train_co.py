@@ -23,15 +23,15 @@ from datasets.attributes import DEFAULT_TOPK, AttributesDataset
 from datasets.build import build_dataset
 from modules import AttributesHead, text_prompt
 from modules.video_clip import VideoEncoder
-from utils.attributes import (ATTRIBUTES_HEAD_KEY, DEFAULT_FUSION_WEIGHTS, AttributesBranch, evaluate_fusion,
-                              load_attributes_head)
+from workflows.attributes_branch import ATTRIBUTES_HEAD_KEY, AttributesBranch, load_attributes_head
+from workflows.fusion import DEFAULT_FUSION_WEIGHTS, evaluate_fusion
 from utils.checkpoint import save_atomically
 from utils.config import DATA_FILE_KEYS, check_files, load_config
 from utils.distributed import init_distributed, run_program
-from utils.evaluation import evaluation_loader
+from workflows.evaluation import evaluation_loader
 from utils.logger import counted, epoch_label, setup_logging
 from utils.solver import build_optimizer, build_scheduler
-from utils.training import (ClassTexts, autocast_for, resolve_precision, resume_training, train_one_epoch,
+from workflows.training import (ClassTexts, autocast_for, resolve_precision, resume_training, train_one_epoch,
                             training_checkpoint)
 
 logger = logging.getLogger("bike")

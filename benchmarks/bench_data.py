@@ -34,8 +34,9 @@ from PIL import Image
 from datasets import CLIP_MEAN, CLIP_STD, VideoDataset, normalize_on_device, test_transform, train_transform_for
 from datasets.decoding import decord
 from datasets.sampling import segment_train_indices, segment_val_indices
+from datasets.annotations import write_labels_csv, write_list
 from datasets.synthetic import (CLASS_NAMES, IMAGE_TMPL, MOTION_PAIRS, render_clip, sample_clip_params,
-                                write_jpeg_folder, write_labels_csv, write_list, write_mp4)
+                                write_jpeg_folder, write_mp4)
 
 DEFAULT_ROOT = Path(".cache/bench_data")
 HEIGHT, WIDTH = 320, 426  # a Kinetics-style 320-pixel short side (4:3)

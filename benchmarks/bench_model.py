@@ -26,7 +26,7 @@ import clip  # noqa: E402
 from modules import VideoHeader, text_prompt  # noqa: E402
 from benchmarks.tensor_memory import TensorMemory  # noqa: E402
 from modules.video_clip import VideoEncoder, view_scores  # noqa: E402
-from utils.training import ClassTexts, freeze_towers, training_step_loss  # noqa: E402
+from workflows.training import ClassTexts, freeze_towers, training_step_loss  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 

@@ -4,7 +4,7 @@ fed one batch already on the device ("model only"), both in this run.
     python benchmarks/bench_train.py                                          # CPU: ViT-B/32, batch 2, 1 worker
     python benchmarks/bench_train.py --arch ViT-B/16 --batch 32 --workers 14  # GPU
 
-Both phases run `utils.training.train_one_epoch` (normalisation on the device, bf16 autocast, NCE loss,
+Both phases run `workflows.training.train_one_epoch` (normalisation on the device, bf16 autocast, NCE loss,
 the optimizer and schedule of the config) on BIKE's model with random weights, Transf + VCS, text frozen.
 The loader is train.py's (persistent workers, pinned memory on a GPU) over the data benchmark's MP4s
 (`.cache/bench_data`, 320x426, decoding only the sampled frames), its list repeated to fill the steps.
@@ -28,7 +28,7 @@ from train import train_loader_for  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.distributed import init_distributed  # noqa: E402
 from utils.solver import build_optimizer, build_scheduler  # noqa: E402
-from utils.training import ClassTexts, autocast_for, train_one_epoch  # noqa: E402
+from workflows.training import ClassTexts, autocast_for, train_one_epoch  # noqa: E402
 
 BASE_CONFIG = Path(__file__).resolve().parent.parent / "configs/k400/k400_train_rgb_vitb-32-f8.yaml"
 

@@ -14,6 +14,7 @@ import os
 import random
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
@@ -223,3 +224,16 @@ def select_few_shot(records, shot, seed):
                                   f"(first at {members[0].where})")
         selected.extend(rng.sample(members, shot))
     return selected * (len(records) // len(selected))
+
+
+def write_list(path, lines):
+    """An annotation list: one entry per line, newline-terminated."""
+    Path(path).write_text("".join(line + "\n" for line in lines))
+
+
+def write_labels_csv(path, names):
+    """Labels CSV in the BIKE format: header `id,name`, one class per row."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["id", "name"])
+        writer.writerows(enumerate(names))

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from clip import tokenize
 from modules.text_prompt import PROMPT_TEMPLATE
-from utils.checkpoint import atomic_file
+from datasets.files import atomic_file
 
 logger = logging.getLogger(__name__)
 

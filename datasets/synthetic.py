@@ -8,7 +8,6 @@ The dataset is the demo's default: it is generated on first use (`ensure_demo_da
 folders, H.264 MP4 files, train/val lists in the BIKE formats and a labels CSV. Everything is derived
 from a seed, so the same arguments give byte-identical JPEGs and lists.
 """
-import csv
 import json
 import logging
 import math
@@ -21,6 +20,8 @@ from pathlib import Path
 import av
 import numpy as np
 from PIL import Image
+
+from datasets.annotations import write_labels_csv, write_list
 
 logger = logging.getLogger(__name__)
 
@@ -252,19 +253,6 @@ def _generate_clip(job):
     write_jpeg_folder(job.frames_folder, frames)
     write_mp4(job.video_path, frames)
     return len(frames)
-
-
-def write_list(path, lines):
-    """An annotation list: one entry per line, newline-terminated."""
-    Path(path).write_text("".join(line + "\n" for line in lines))
-
-
-def write_labels_csv(path, names):
-    """Labels CSV in the BIKE format: header `id,name`, one class per row."""
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["id", "name"])
-        writer.writerows(enumerate(names))
 
 
 def _settings(num_per_class, seed, val_fraction):

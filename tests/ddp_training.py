@@ -19,7 +19,7 @@ from modules import text_prompt
 from modules.video_clip import VideoEncoder
 from utils.config import load_config
 from utils.distributed import all_gather_no_grad, gather_to_main, init_distributed
-from utils.training import ClassTexts, train_one_epoch
+from workflows.training import ClassTexts, train_one_epoch
 
 MICRO_BATCHES, COMBINED_BATCH = 4, 4
 CLASS_NAMES = [f"class number {i}" for i in range(6)]

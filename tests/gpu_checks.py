@@ -24,7 +24,7 @@ from tests import ddp_step  # noqa: E402
 from tests.tiny_run import TinyConfig  # noqa: E402
 from utils.checkpoint import MODEL_KEY, save_atomically  # noqa: E402
 from utils.config import load_config  # noqa: E402
-from utils.training import ClassTexts, autocast_for, train_one_epoch  # noqa: E402
+from workflows.training import ClassTexts, autocast_for, train_one_epoch  # noqa: E402
 
 TOLERANCES = {"fp32": dict(atol=1e-5, rtol=1e-4), "amp": dict(atol=1e-3, rtol=2e-2)}
 

@@ -15,9 +15,10 @@ from datasets.build import build_dataset
 from modules import VideoHeader
 from modules.video_clip import VideoEncoder
 from tools import generate_attributes as generate_tool
-from utils.attributes import ChunkLog, evaluate_fusion, fuse_scores, generate_attributes, read_lexicon
+from workflows.attribute_generation import ChunkLog, generate_attributes, read_lexicon
+from workflows.fusion import evaluate_fusion, fuse_scores
 from utils.config import load_config
-from utils.training import build_clip, seed_everything
+from workflows.training import build_clip, seed_everything
 
 # A file as the original authors distribute them: pretty-printed, phrases only (no scores).
 ORIGINAL_LAYOUT = textwrap.dedent("""\

@@ -14,7 +14,7 @@ import train_co
 from clip.weights import strip_module_prefix
 from datasets.annotations import load_class_names, read_video_list
 from datasets.attributes import write_attributes
-from utils.attributes import ATTRIBUTES_HEAD_KEY
+from workflows.attributes_branch import ATTRIBUTES_HEAD_KEY
 from tests.resume_checks import EpochRecorder, assert_resumed
 from tests.tiny_run import TinyConfig
 from utils.config import ConfigError, load_config

@@ -9,7 +9,7 @@ from PIL import Image
 
 import train as train_program
 from tools import plot_curves as plot_curves_tool
-from utils.curves import parse_log, read_run, tensorboard_writer
+from workflows.curves import parse_log, read_run, tensorboard_writer
 
 
 class RecordingWriter:
@@ -85,7 +85,7 @@ def test_curves_of_a_real_run_equal_what_training_computed(recorded_run, tmp_pat
 @pytest.mark.parametrize("first, second", [("epoch 1/2", "epoch 2/2"),  # counted from 1, as logs are now
                                            ("epoch 0", "epoch 1")])  # logs written before: counted from 0
 def test_multi_line_summaries_and_map_runs_are_parsed(first, second):
-    log = (f"2026-01-01 00:00:00,000 INFO utils.training: {first}: mean loss 2.5000, data wait 1.0% of step time\n"
+    log = (f"2026-01-01 00:00:00,000 INFO workflows.training: {first}: mean loss 2.5000, data wait 1.0% of step time\n"
            f"2026-01-01 00:00:01,000 INFO bike: {first} validation: Overall Prec@1 10.000% Prec@5 50.000%\n"
            "Overall mAP 12.500% (best 10.000)\n"
            f"2026-01-01 00:00:02,000 INFO bike: {second} [2/4] loss 2.25, lr 5e-05, data 0.01, time 0.3, eta 0:00:01\n"

@@ -8,7 +8,7 @@ from datasets import transforms
 from datasets.build import build_dataset
 from utils.config import load_config
 from utils.distributed import DistributedContext
-from utils import inference
+from workflows import inference
 
 
 def test_normalisation_constants_are_made_once_per_device_and_normalise_as_clip_does(monkeypatch):

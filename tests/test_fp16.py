@@ -8,7 +8,7 @@ import torch
 import train
 from utils.config import load_config
 from utils.solver import build_optimizer
-from utils.training import ClassTexts, autocast_for, resolve_precision, train_one_epoch
+from workflows.training import ClassTexts, autocast_for, resolve_precision, train_one_epoch
 from modules import text_prompt
 from modules.video_clip import VideoEncoder
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from utils.evaluation import score_metrics
+from workflows.evaluation import score_metrics
 from utils.metrics import average_precisions, mean_average_precision
 
 

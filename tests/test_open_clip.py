@@ -31,7 +31,7 @@ from tools import generate_attributes as generate_tool
 from tools import predict
 from utils.checkpoint import read_checkpoint
 from utils.config import load_config
-from utils.training import ClassTexts, build_clip, training_step_loss
+from workflows.training import ClassTexts, build_clip, training_step_loss
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 TEXT = {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}

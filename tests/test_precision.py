@@ -14,7 +14,7 @@ import torch
 import clip
 from modules import VideoHeader, text_prompt
 from modules.video_clip import VideoEncoder, class_features, view_scores
-from utils.training import autocast_for, resolve_precision
+from workflows.training import autocast_for, resolve_precision
 
 CPU = torch.device("cpu")
 LOGIT_TOLERANCE, SCORE_TOLERANCE = 2 * 2 ** -8, 2 ** -9

@@ -16,7 +16,7 @@ from tests.test_checkpoint import original_layout
 from tools import predict
 from utils.config import load_config
 from utils.errors import UsageError
-from utils.prediction import Predictor, parse_class_names, saliency_figure
+from workflows.prediction import Predictor, parse_class_names, saliency_figure
 
 VIEWS = ["--test_crops", "3", "--test_clips", "2"]
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from utils import training
+from workflows import training
 from utils.config import build_config
 from utils.losses import symmetric_loss
 from utils.solver import build_optimizer, build_scheduler

@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 
 import tools.analyze_scores as analyze_scores
-from utils.score_analysis import MAX_CLASSES_DRAWN, analyse, confusion_figure, describe
+from workflows.score_analysis import MAX_CLASSES_DRAWN, analyse, confusion_figure, describe
 
 NAMES = ["moving left", "moving right", "growing"]
 

@@ -16,11 +16,11 @@ import clip
 import train as train_program
 from tests.resume_checks import EpochRecorder, assert_resumed, keeping_each_epoch
 from tests.tiny_run import TinyConfig
-from utils import training
+from workflows import training
 from utils.config import build_config, load_config
 from utils.losses import label_equality, symmetric_loss
 from utils.solver import lr_factor
-from utils.training import build_clip, freeze_towers
+from workflows.training import build_clip, freeze_towers
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -22,8 +22,8 @@ from tests.test_checkpoint import original_layout
 from datasets.transforms import normalize_on_device
 from utils.config import load_config
 from utils.distributed import init_distributed
-from utils import inference
-from utils.zeroshot import (HALF_CLASS_SEEDS, MeanStd, half_class_subset, splits_summary, subset_topk,
+from workflows import inference
+from workflows.zeroshot import (HALF_CLASS_SEEDS, MeanStd, half_class_subset, splits_summary, subset_topk,
                             zero_shot_result)
 
 REPO = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ if __package__ in (None, ""):  # run as a script: make the repository's packages
 
 from datasets.annotations import load_class_names  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
-from utils.score_analysis import analyse, describe, load_scores, plot_confusion  # noqa: E402
+from workflows.score_analysis import analyse, describe, load_scores, plot_confusion  # noqa: E402
 
 
 def main(argv=None):

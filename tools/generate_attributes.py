@@ -21,13 +21,13 @@ if __package__ in (None, ""):  # run as a script: make the repository's packages
 from datasets.build import build_dataset  # noqa: E402
 from modules import VideoHeader  # noqa: E402
 from modules.video_clip import VideoEncoder  # noqa: E402
-from utils.attributes import CLASS_LEXICON, generate_attributes, read_lexicon  # noqa: E402
+from workflows.attribute_generation import CLASS_LEXICON, generate_attributes, read_lexicon  # noqa: E402
 from utils.config import ConfigError, check_files, load_config  # noqa: E402
 from utils.distributed import add_distributed_arguments, init_distributed, run_program  # noqa: E402
 from utils.errors import check_given_files  # noqa: E402
-from utils.inference import load_video_model  # noqa: E402
+from workflows.inference import load_video_model  # noqa: E402
 from utils.logger import setup_logging  # noqa: E402
-from utils.training import (PRECISION_HELP, PRECISIONS, autocast_for, build_clip, resolve_precision,  # noqa: E402
+from workflows.training import (PRECISION_HELP, PRECISIONS, autocast_for, build_clip, resolve_precision,  # noqa: E402
                             seed_everything)
 
 logger = logging.getLogger("bike")

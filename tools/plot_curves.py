@@ -11,7 +11,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository's packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.curves import plot_curves, read_run  # noqa: E402
+from workflows.curves import plot_curves, read_run  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
 
 logger = logging.getLogger("bike")

@@ -28,11 +28,11 @@ from tqdm import tqdm  # noqa: E402
 from datasets.decoding import open_video  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from datasets.attributes import DEFAULT_TOPK  # noqa: E402
-from utils.attributes import DEFAULT_FUSION_WEIGHTS  # noqa: E402
+from workflows.fusion import DEFAULT_FUSION_WEIGHTS  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
 from utils.errors import UsageError, check_given_files  # noqa: E402
-from utils.prediction import AttributesFusion, Predictor, find_inputs, parse_class_names, plot_saliency  # noqa: E402
-from utils.training import PRECISION_HELP, PRECISIONS, autocast_for, resolve_precision  # noqa: E402
+from workflows.prediction import AttributesFusion, Predictor, find_inputs, parse_class_names, plot_saliency  # noqa: E402
+from workflows.training import PRECISION_HELP, PRECISIONS, autocast_for, resolve_precision  # noqa: E402
 
 logger = logging.getLogger("bike")
 SALIENCY_CLASSES = 3

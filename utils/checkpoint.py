@@ -4,10 +4,6 @@ A checkpoint is a dict `{'epoch', 'model_state_dict', 'fusion_model_state_dict',
 ...}` as the original implementation saves it: `model_state_dict` is the CLIP model, `fusion_model_state_dict`
 the video header. Keys may carry DistributedDataParallel's `module.` prefix. Loading never unpickles code.
 """
-import contextlib
-import os
-import tempfile
-from pathlib import Path
 from typing import Optional
 
 import torch
@@ -15,6 +11,7 @@ from torch import nn
 
 from clip.model import load_weights
 from clip.weights import WeightsMismatchError, safe_load, strip_module_prefix
+from datasets.files import atomic_file
 from utils.logger import epoch_label
 
 MODEL_KEY = "model_state_dict"
@@ -81,33 +78,6 @@ def load_header_weights(checkpoint: dict, video_header: nn.Module, path) -> None
     """The checkpoint's video header (absent for a parameter-free header) loaded strictly."""
     header_state = strip_module_prefix(checkpoint.get(HEADER_KEY) or {})
     load_weights(video_header, header_state, what=f"'{HEADER_KEY}' of {path}")
-
-
-def _umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask
-
-
-@contextlib.contextmanager
-def atomic_file(path, mode="wb", **open_kwargs):
-    """A temporary file in `path`'s folder, renamed over `path` when the block ends without error.
-
-    A process killed while writing leaves the previous file intact, never a truncated one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's files are private (0600); give the usual mode
-        with os.fdopen(handle, mode, **open_kwargs) as file:
-            yield file
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def save_atomically(obj, path) -> None:

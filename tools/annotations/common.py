@@ -4,7 +4,7 @@ import logging
 from pathlib import Path
 
 from datasets.annotations import AnnotationError
-from datasets.synthetic import write_labels_csv, write_list
+from datasets.annotations import write_labels_csv, write_list
 from tools.extract_frames import count_frames, frame_folder_name
 
 logger = logging.getLogger(__name__)

@@ -24,9 +24,9 @@ from datasets.sampling import ClipSampler
 from datasets.transforms import normalize_on_device, test_transform
 from modules import VideoHeader
 from modules.video_clip import view_similarities
-from utils.attributes import (DEFAULT_FUSION_WEIGHTS, attribute_scores, fuse_scores, load_attributes_branch,
-                              prompt_features)
-from utils.inference import class_texts, load_video_model
+from workflows.attributes_branch import attribute_scores, load_attributes_branch, prompt_features
+from workflows.fusion import DEFAULT_FUSION_WEIGHTS, fuse_scores
+from workflows.inference import class_texts, load_video_model
 from utils.errors import UsageError
 
 logger = logging.getLogger(__name__)

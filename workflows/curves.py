@@ -17,7 +17,7 @@ EPOCH = r"epoch (\d+)(/\d+)?"
 # "bike: epoch 1/12 [10/36] loss 1.52, lr 0.0001, data 0.01, time 0.3, eta 0:00:12" (logged when not on a terminal)
 STEP_LINE = re.compile(rf"{EPOCH} \[(\d+)/(\d+)\] (.*), eta ")
 VALUE = re.compile(rf"(\w+) ({NUMBER})")
-# "utils.training: epoch 1/12: mean loss 1.5010, data wait 3.5% of step time"
+# "workflows.training: epoch 1/12: mean loss 1.5010, data wait 3.5% of step time"
 EPOCH_LINE = re.compile(rf"{EPOCH}: mean loss ({NUMBER})")
 # "bike: epoch 2/12 validation: Overall Prec@1 27.083% Prec@5 94.792% (best 27.083)"; the summary may span lines
 VALIDATION_LINE = re.compile(rf"{EPOCH} validation: (.*?) \(best ", re.S)

@@ -27,7 +27,7 @@ from torch import nn
 
 from utils.distributed import world_size
 from utils.errors import UsageError
-from utils.evaluation import gather_in_list_order, predict
+from workflows.evaluation import gather_in_list_order, predict
 from utils.metrics import topk_accuracy
 
 SCORINGS = ("frames", "video")  # the first is the default, the published protocol
@@ -47,7 +47,7 @@ def original_frame_logits(frames: torch.Tensor, classes: torch.Tensor) -> torch.
 
 
 class LogitRecorder(nn.Module):
-    """Stands in for the video header inside `utils.evaluation.predict` and keeps each batch's logits.
+    """Stands in for the video header inside `workflows.evaluation.predict` and keeps each batch's logits.
 
     `predict` still gets the header's logits (and turns them into test.py's scores); the recorder keeps,
     per video, the logits of `scoring` as [B, K, C] on the CPU, in this process's loader order.

@@ -11,9 +11,9 @@ from clip.open_clip_backbone import is_open_clip_arch
 from clip import open_clip_backbone
 from utils.checkpoint import MODEL_KEY, load_header_weights, read_checkpoint, trained_epoch_label
 from clip.weights import strip_module_prefix
-from utils.evaluation import evaluation_loader
+from workflows.evaluation import evaluation_loader
 from utils.distributed import add_distributed_arguments
-from utils.training import PRECISION_HELP, PRECISIONS, build_clip
+from workflows.training import PRECISION_HELP, PRECISIONS, build_clip
 
 logger = logging.getLogger(__name__)
 

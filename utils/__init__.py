@@ -1,1 +1,1 @@
-"""Training utilities: configuration, distributed setup, losses, solver, metrics, checkpoints, logging."""
+"""Building blocks any program may use: configuration, distributed setup, errors, logging, the checkpoint format, losses, metrics, solver."""

@@ -107,6 +107,9 @@ def demo_outputs(tmp_path_factory):
     (root / "configs" / "demo").mkdir(parents=True)
     configs = {path.name: shortened_config(path, root / "configs" / "demo" / path.name)
                for path in (REPO / "configs" / "demo").glob("*.yaml")}
+    for path in (REPO / "configs" / "demo").iterdir():  # the demo's other files (its attributes lexicon)
+        if path.suffix != ".yaml":
+            shutil.copy(path, root / "configs" / "demo" / path.name)
     config = configs["demo.yaml"]
     arch = config["network"]["arch"]
     if arch not in available_models() + random_init_models():  # a weight file made by the demo script

@@ -76,13 +76,12 @@ def show_tracebacks() -> bool:
     return os.environ.get(TRACEBACK_VARIABLE, "").strip().lower() not in ("", "0", "false", "no")
 
 
-def report_user_errors(main, *args, extra=()):
-    """Runs `main(*args)`. A user error (`USER_ERRORS`, or one of the `extra` exception classes a tool
-    adds) ends the program with `error_line` on stderr and `exit_status`; with BIKE_TRACEBACK=1 it is
-    raised as it is. Anything else propagates with its traceback."""
+def report_user_errors(main, *args):
+    """Runs `main(*args)`. A user error (`USER_ERRORS`) ends the program with `error_line` on stderr and
+    `exit_status`; with BIKE_TRACEBACK=1 it is raised as it is. Anything else propagates with its traceback."""
     try:
         return main(*args)
-    except USER_ERRORS + tuple(extra) as error:
+    except USER_ERRORS as error:
         if show_tracebacks():
             raise
         print(error_line(error), file=sys.stderr, flush=True)

@@ -1,5 +1,6 @@
 """Every shipped config builds its model and finds its class names; broken configs fail before any heavy
 work, naming the problem."""
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from clip.model import CLIP
 from datasets.annotations import load_class_names
 from datasets.synthetic import CLASS_NAMES as DEMO_CLASS_NAMES, DEFAULT_ROOT as DEMO_ROOT
 from modules import VideoHeader
+from tools import pretrain_demo_clip
 from utils.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -25,6 +27,9 @@ def test_config_builds_its_model(path):
     if open_clip_backbone.is_open_clip_arch(network.arch):  # built by open_clip, shapes only
         model = open_clip_backbone.load(network.arch, network.pretrained, load_weights=False, device="meta")
         clip_config = model.config
+    elif Path(network.arch) == pretrain_demo_clip.DEFAULT_OUT:  # written by the demo's stage 1, not shipped
+        clip_config = dataclasses.replace(architecture(pretrain_demo_clip.DEFAULT_ARCH),
+                                          image_resolution=config.data.input_size)
     else:
         clip_config = architecture(network.arch)
     with torch.device("meta"):  # shapes only: no memory, no weights needed

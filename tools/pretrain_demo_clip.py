@@ -43,7 +43,8 @@ from datasets.transforms import normalize_on_device  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
 
 logger = logging.getLogger("pretrain_demo_clip")
-DEFAULT_OUT = Path(".cache/demo_clip/RN-Tiny-synthetic.pt")
+DEFAULT_OUT = Path(".cache/demo_clip/RN-Tiny-synthetic.pt")  # the demo configs' network.arch
+DEFAULT_ARCH = "RN-Tiny"
 TRAIN_CONTEXT = 24
 SPLITS = {"train": 0, "heldout": 1}
 
@@ -51,7 +52,7 @@ SPLITS = {"train": 0, "heldout": 1}
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="state dict to write (default: %(default)s)")
-    parser.add_argument("--arch", default="RN-Tiny", help="small architecture to pretrain (default: %(default)s)")
+    parser.add_argument("--arch", default=DEFAULT_ARCH, help="small architecture to pretrain (default: %(default)s)")
     parser.add_argument("--size", type=int, default=32, help="image size, the demo's data.input_size (default: 32)")
     parser.add_argument("--train-pairs", type=int, default=19200, help="training stills (default: %(default)s)")
     parser.add_argument("--heldout-pairs", type=int, default=512, help="held-out stills (default: %(default)s)")

@@ -24,7 +24,6 @@ from tqdm import tqdm
 from .architectures import (OPENAI_ARCHITECTURES, RANDOM_INIT_ARCHITECTURES, ArchitectureError, architecture,
                             canonical_name)
 from .model import CLIP, build_model
-from .open_clip_backbone import is_open_clip_arch
 from . import open_clip_backbone
 from .weights import WeightsUnavailableError, read_clip_state_dict
 
@@ -63,7 +62,7 @@ def arch_folder_name(arch: str) -> str:
     (`/w/clip_tiny.pt` -> `clip_tiny`), a model name its characters that are safe in a file name, the
     others as '-' (`ViT-B/32` -> `ViT-B-32`, as OpenAI names its file; `open_clip:ViT-B-32` -> `open_clip-ViT-B-32`)."""
     known = canonical_name(arch) in OPENAI_ARCHITECTURES or canonical_name(arch) in RANDOM_INIT_ARCHITECTURES
-    name = arch if known or is_open_clip_arch(arch) else Path(arch).stem
+    name = arch if known or open_clip_backbone.is_open_clip_arch(arch) else Path(arch).stem
     return re.sub(r"[^\w.@+-]", "-", name).strip(".") or "arch"
 
 
@@ -185,7 +184,7 @@ def load(name: str, device: Union[str, torch.device] = "cpu", jit: bool = False,
     `image_resolution` sets the input size of random-init architectures; pretrained weights fix their own.
     `open_clip:<model>` names go to `clip.open_clip_backbone` with `pretrained` (a file or open_clip tag).
     """
-    if is_open_clip_arch(name):
+    if open_clip_backbone.is_open_clip_arch(name):
         options.pop("num_frames", None)  # only joint space-time attention uses it, which open_clip models lack
         model = open_clip_backbone.load(name, pretrained, pretrain=pretrain, download_root=download_root, **options)
         return model.to(device), image_preprocess(model.config.image_resolution, model.image_mean, model.image_std)

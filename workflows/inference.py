@@ -7,7 +7,6 @@ from datasets.build import build_dataset
 from modules import VideoHeader, text_prompt
 from modules.video_clip import VideoEncoder, class_features
 from clip.model import load_weights
-from clip.open_clip_backbone import is_open_clip_arch
 from clip import open_clip_backbone
 from utils.checkpoint import MODEL_KEY, load_header_weights, read_checkpoint, trained_epoch_label
 from clip.weights import strip_module_prefix
@@ -64,7 +63,7 @@ def checkpoint_clip(checkpoint, config, path):
     recorded = (checkpoint.get("config") or {}).get("network") or {}
     arch = recorded.get("arch") or network.arch
     state = strip_module_prefix(checkpoint[MODEL_KEY])
-    if not is_open_clip_arch(arch):
+    if not open_clip_backbone.is_open_clip_arch(arch):
         return clip.build_model(state, num_frames=config.data.num_segments * config.data.seg_length,
                                 joint_st=network.joint_st)
     if arch != network.arch:

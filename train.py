@@ -129,7 +129,7 @@ def main(argv=None):
     val_set = build_dataset(config, "val")
     train_loader = train_loader_for(train_set, config, ctx)
     val_loader = evaluation_loader(val_set, config.data.batch_size, config.data.workers, ctx.rank, ctx.world_size,
-                                   pin_memory=ctx.device.type == "cuda")
+                                   device=ctx.device)
 
     optimizer = build_optimizer(config.solver, clip_model, [header])
     steps_per_epoch = math.ceil(len(train_loader) / config.solver.grad_accumulation_steps)

@@ -105,7 +105,7 @@ def main(argv=None):
     val_sentences = AttributesDataset(val_set, config.data.attributes_val_path, topk, tokenizer)
     train_loader = video_training.train_loader_for(train_set, config, ctx)
     val_loader = evaluation_loader(val_set, config.data.batch_size, config.data.workers, ctx.rank, ctx.world_size,
-                                   pin_memory=ctx.device.type == "cuda")
+                                   device=ctx.device)
 
     optimizer = build_optimizer(config.solver, clip_model, [header, head])
     scheduler = build_scheduler(optimizer, config.solver,

@@ -32,8 +32,7 @@ def sentence_features(encoder, dataset, batch_size, workers, device, autocast, r
     """Normalised CLIP text features [n, D] (float32) and labels [n] of this process's share of an
     AttributesDataset (items rank, rank + replicas, ...)."""
     features, labels = [], []
-    loader = evaluation_loader(dataset, batch_size, workers, rank, replicas,
-                               pin_memory=torch.device(device).type == "cuda")
+    loader = evaluation_loader(dataset, batch_size, workers, rank, replicas, device)
     for tokens, label in loader:
         with autocast():
             features.append(F.normalize(encoder.clip.encode_text(tokens.to(device)).float(), dim=-1))

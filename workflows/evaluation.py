@@ -40,10 +40,10 @@ def gather_in_list_order(local: torch.Tensor, total: int) -> torch.Tensor:
 
 
 def evaluation_loader(dataset, batch_size: int, workers: int, rank: int = 0, replicas: int = 1,
-                      pin_memory: bool = False) -> DataLoader:
-    """This rank's share of `dataset` in list order; `pin_memory` when the batches go to a GPU."""
+                      device="cpu") -> DataLoader:
+    """This rank's share of `dataset` in list order; batches in pinned memory when they go to a GPU (`device`)."""
     return DataLoader(dataset, batch_size=batch_size, sampler=ShardSampler(len(dataset), rank, replicas),
-                      num_workers=workers, pin_memory=pin_memory, persistent_workers=False)
+                      num_workers=workers, pin_memory=torch.device(device).type == "cuda", persistent_workers=False)
 
 
 @dataclass

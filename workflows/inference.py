@@ -82,4 +82,4 @@ def class_texts(encoder, class_names, device, autocast):
 def test_loader(config, ctx, test_crops, test_clips, dense):
     dataset = build_dataset(config, "test", test_crops=test_crops, test_clips=test_clips, dense=dense)
     return evaluation_loader(dataset, config.data.batch_size, config.data.workers, ctx.rank, ctx.world_size,
-                             pin_memory=ctx.device.type == "cuda")
+                             device=ctx.device)

@@ -334,8 +334,10 @@ def ensure_demo_dataset(root, num_per_class=48, seed=0, val_fraction=0.25, worke
 # world and a caption of what that one frame shows (never motion or time).
 COLOUR_NAMES = dict(zip(_BRIGHT_CHANNELS, ("red", "green", "blue", "yellow", "magenta", "cyan")))
 SHAPE_NAMES = {3: "triangle", 4: "diamond", 5: "pentagon"}
-# Where the object's first corner points (angles clockwise from the right, as the screen shows them).
-POINTING = ("right", "down-right", "down", "down-left", "left", "up-left", "up", "up-right")
+# Where the object's first corner points (angles clockwise from the right, as the screen shows them), in
+# compass words: "left"/"right" then only ever say where the object is. With "pointing left" in the captions
+# the stage-1 text tower gave "... on the left" and "... on the right" the same embedding (cosine 1.00).
+POINTING = ("east", "south-east", "south", "south-west", "west", "north-west", "north", "north-east")
 
 
 def random_still(rng, height=HEIGHT, width=WIDTH):
@@ -363,8 +365,8 @@ def _pointing(params, state):
 
 
 def describe_still(params, state, height=HEIGHT, left=0.0, right=WIDTH):
-    """A caption of what the frame shows, e.g. "a photo of a small red triangle pointing up on the left
-    near the top". Sizes are relative to the frame height; positions to the visible columns [left, right)."""
+    """A caption of what the frame shows, e.g. "a photo of a small red triangle pointing north on the
+    left near the top". Sizes are relative to the frame height; positions to the visible columns [left, right)."""
     if state.opacity < 0.15:
         return "a photo of an empty textured background"
     size = state.radius / height

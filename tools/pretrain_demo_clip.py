@@ -5,7 +5,7 @@
 BIKE starts from a CLIP pretrained on image-text pairs; the demo's CLIP is pretrained here, in miniature:
 single frames of the demo's world (random shapes, colours, sizes, positions and orientations on textured
 backgrounds, at the demo's input size) with captions of what that one frame shows ("a photo of a small
-red triangle pointing up on the left near the top"), never motion or time. The loss is CLIP's symmetric
+red triangle pointing north on the left near the top"), never motion or time. The loss is CLIP's symmetric
 contrastive loss (captions that are equal count as matches). The output is an OpenAI-format state dict,
 loadable as `network.arch: PATH`; a JSON file beside it holds the settings and the zero-shot retrieval
 accuracy on held-out pairs. Done once: a second call with the same settings only prints the stored report.
@@ -57,7 +57,7 @@ def parse_args(argv=None):
     parser.add_argument("--train-pairs", type=int, default=19200, help="training stills (default: %(default)s)")
     parser.add_argument("--heldout-pairs", type=int, default=512, help="held-out stills (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=128, help="(default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=1, help="passes over the training stills (default: 1)")
+    parser.add_argument("--epochs", type=int, default=2, help="passes over the training stills (default: 2)")
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default: %(default)s)")
     parser.add_argument("--embed-norm", type=float, default=1.0,
                         help="mean image-embedding norm of the saved model (default: %(default)s)")

@@ -57,7 +57,7 @@ def parse_args(argv=None):
     parser.add_argument("--train-pairs", type=int, default=19200, help="training stills (default: %(default)s)")
     parser.add_argument("--heldout-pairs", type=int, default=512, help="held-out stills (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=128, help="(default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=2, help="passes over the training stills (default: 2)")
+    parser.add_argument("--epochs", type=int, default=2, help="passes over the training stills (default: %(default)s)")
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default: %(default)s)")
     parser.add_argument("--embed-norm", type=float, default=1.0,
                         help="mean image-embedding norm of the saved model (default: %(default)s)")

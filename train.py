@@ -67,7 +67,8 @@ def train_loader_for(dataset, config, ctx) -> DataLoader:
         raise ConfigError(f"{config.data.train_list}: {len(dataset)} training videos is fewer than one batch "
                           f"(data.batch_size {config.data.batch_size} x {ctx.world_size} processes)")
     return DataLoader(dataset, batch_size=config.data.batch_size, sampler=sampler, drop_last=True,
-                      num_workers=config.data.workers, pin_memory=ctx.device.type == "cuda",
+                      num_workers=config.data.workers,
+                      pin_memory=ctx.device.type == "cuda" and config.data.decode_device == "cpu",
                       persistent_workers=config.data.workers > 0, generator=generator)
 
 

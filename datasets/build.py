@@ -15,7 +15,8 @@ def build_dataset(config, split: str, test_crops: int = 1, test_clips: int = 1, 
     """
     data = config.data
     common = dict(num_segments=data.num_segments, seg_length=data.seg_length, index_bias=data.index_bias,
-                  dense=data.dense if dense is None else dense, seed=config.seed)
+                  dense=data.dense if dense is None else dense, seed=config.seed, video_backend=data.video_backend,
+                  decode_device=data.decode_device)
     if data.modality and not is_charades(config):
         common["modality"] = data.modality
     if split == "train":

@@ -2,12 +2,17 @@
 
 Every reader returns uint8 tensors [N, 3, H, W] (RGB) in the order of the requested indices, repeats
 included, and raises `SampleReadError` naming the file and the reason when a frame or video cannot be
-read. Videos are decoded with decord when it is installed, else with PyAV. What the decoders' native
-code writes to stderr is kept out of the user's way: it goes into that error, or to the debug log.
+read. Videos open with TorchCodec where FFmpeg's shared libraries are installed, else with PyAV (which
+ships its own FFmpeg); decord only when asked for. A file the chosen reader cannot open is tried with
+the next one before it is an error. Frames are upright as FFmpeg plays them (rotation metadata applied;
+decord ignores it). What the decoders' native code writes to stderr is kept out of the user's way: it
+goes into that error, or to the debug log.
 """
 import contextlib
+import functools
 import logging
 import os
+import re
 import string
 import sys
 import tempfile
@@ -16,16 +21,18 @@ import threading
 import av
 import numpy as np
 import torch
-from torchvision.io import ImageReadMode, decode_image, read_file
+from torchvision.io import ImageReadMode, decode_image, decode_jpeg, read_file
 
 try:
     import decord
-except ImportError:  # decord has wheels for x86-64 only; PyAV covers the rest
+except ImportError:  # optional (requirements-decord.txt): installed only on request
     decord = None
 
 logger = logging.getLogger(__name__)
 
-VIDEO_BACKENDS = ("decord", "pyav")
+VIDEO_BACKENDS = ("torchcodec", "pyav", "decord")
+AUTO_ORDER = ("torchcodec", "pyav")  # what `backend=None` / 'auto' tries, in this order
+DECODE_DEVICES = ("cpu", "cuda")
 
 
 # File name endings taken for videos when a folder is searched for them.
@@ -57,18 +64,20 @@ def frame_file_names(video_dir, image_tmpl, frame_numbers):
     return [image_tmpl.format(int(n)) for n in frame_numbers]
 
 
-def read_frame_folder(video_dir, image_tmpl, frame_numbers):
-    """Decodes the frames `frame_numbers` (numbers as in the file names) of one folder: [N, 3, H, W]."""
+def read_frame_folder(video_dir, image_tmpl, frame_numbers, device="cpu"):
+    """Decodes the frames `frame_numbers` (numbers as in the file names) of one folder: [N, 3, H, W].
+
+    device 'cuda' decodes the folder's JPEGs on the GPU in one batch (nvJPEG) and returns GPU tensors.
+    """
     unique, inverse = _unique_with_inverse(frame_numbers)
+    paths = [os.path.join(video_dir, name) for name in frame_file_names(video_dir, image_tmpl, unique)]
+    encoded = [_read_frame_file(video_dir, path) for path in paths]
+    if torch.device(device).type == "cuda":
+        return _decode_jpegs_on_gpu(video_dir, encoded, f"cuda:{torch.cuda.current_device()}")[inverse]
     frames = []
-    for name in frame_file_names(video_dir, image_tmpl, unique):
-        path = os.path.join(video_dir, name)
-        if not os.path.isfile(path):
-            if not os.path.isdir(video_dir):
-                raise SampleReadError(f"frame folder {video_dir} does not exist")
-            raise SampleReadError(f"frame {path} does not exist")
+    for path, data in zip(paths, encoded):
         try:
-            frames.append(decode_image(read_file(path), mode=ImageReadMode.RGB))
+            frames.append(decode_image(data, mode=ImageReadMode.RGB))
         except RuntimeError as err:
             raise SampleReadError(f"cannot decode frame {path}: {err}") from err
         if frames[-1].shape != frames[0].shape:
@@ -77,15 +86,37 @@ def read_frame_folder(video_dir, image_tmpl, frame_numbers):
     return _stack_channels_last([frame.permute(1, 2, 0) for frame in frames], inverse)
 
 
+def _read_frame_file(video_dir, path):
+    if not os.path.isfile(path):
+        if not os.path.isdir(video_dir):
+            raise SampleReadError(f"frame folder {video_dir} does not exist")
+        raise SampleReadError(f"frame {path} does not exist")
+    return read_file(path)
+
+
+def _decode_jpegs_on_gpu(video_dir, encoded, device):
+    try:
+        frames = decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device)
+        return torch.stack(frames)
+    except RuntimeError as err:
+        raise SampleReadError(f"cannot decode the frames of {video_dir} on {device} (JPEG files of one size "
+                              f"only): {err}") from err
+
+
 def _stack_channels_last(frames_hwc, inverse):
-    """[N, 3, H, W] of the frames `inverse` picks, stored channels-last.
+    """[N, 3, H, W] of the frames `inverse` picks (from a list of [H, W, 3] or an [N, H, W, 3] tensor),
+    stored channels-last.
 
     Decoders produce interleaved RGB; keeping that layout avoids a transposing copy, and torchvision's
     uint8 resize runs about twice as fast on it.
     """
     if torch.equal(inverse, torch.arange(len(frames_hwc))):  # sorted indices without repeats
-        return torch.stack(frames_hwc).permute(0, 3, 1, 2)
-    return torch.stack([frames_hwc[i] for i in inverse.tolist()]).permute(0, 3, 1, 2)
+        stacked = frames_hwc if torch.is_tensor(frames_hwc) else torch.stack(frames_hwc)
+    elif torch.is_tensor(frames_hwc):
+        stacked = frames_hwc[inverse.to(frames_hwc.device)]
+    else:
+        stacked = torch.stack([frames_hwc[i] for i in inverse.tolist()])
+    return stacked.permute(0, 3, 1, 2)
 
 
 _STDERR_LOCK = threading.Lock()  # file descriptor 2 is shared by the process's threads
@@ -120,16 +151,105 @@ def _ffmpeg_reason(err):
     return getattr(err, "strerror", None) or str(err)
 
 
+class VideoBackendError(ValueError):
+    """A video reader or decode device that cannot be used here (not installed, no CUDA, unknown name)."""
+
+
+_logged = set()
+
+
+def _log_once(key, level, message, *args):
+    """Logs `message` the first time `key` comes up in this process, at debug level afterwards."""
+    logger.log(logging.DEBUG if key in _logged else level, message, *args)
+    _logged.add(key)
+
+
+def _torchcodec_reason(err):
+    """TorchCodec's message without the C++ source location it starts with."""
+    return re.sub(r"^\w+, \S+:\d+, ", "", str(err)).strip()
+
+
+@functools.cache
+def torchcodec_decoder():
+    """(TorchCodec's VideoDecoder or None, why not). Imported on first use: it loads FFmpeg's shared
+    libraries (versions 4 to 8 of the system's FFmpeg), which PyAV does not need."""
+    try:
+        from torchcodec.decoders import VideoDecoder
+    except ImportError as err:
+        return None, f"torchcodec is not installed ({err})"
+    except (RuntimeError, OSError) as err:  # the wheel is there, FFmpeg's libraries are not
+        logger.debug("torchcodec import failed: %s", err)
+        return None, "FFmpeg's shared libraries (libavcodec etc., FFmpeg 4 to 8) cannot be loaded"
+    return VideoDecoder, ""
+
+
+def decoder_threads():
+    """FFmpeg threads for one decoder: 1 inside a DataLoader worker (the workers are the parallelism),
+    else up to 4 of the machine's cores."""
+    return 1 if torch.utils.data.get_worker_info() is not None else min(4, os.cpu_count() or 1)
+
+
+def _check_frame_count(path, announced, held):
+    if announced and held < announced:
+        raise SampleReadError(f"video {path} is truncated: its header announces {announced} frames, "
+                              f"the file holds {held}")
+
+
+class TorchCodecVideo:
+    """A video opened with TorchCodec in its exact seek mode: the frame index is scanned once (no
+    decoding), so counts and indices are exact, as PyAV's. device 'cuda' decodes with NVDEC and returns
+    GPU tensors; where the GPU cannot decode a file, TorchCodec decodes it on the CPU and this is logged."""
+
+    def __init__(self, path, device="cpu"):
+        decoder_class, why_not = torchcodec_decoder()
+        if decoder_class is None:
+            raise SampleReadError(f"cannot open video {path}: TorchCodec is unavailable: {why_not}")
+        self.path, self.device, self._fallback_checked = path, device, device == "cpu"
+        try:
+            with native_stderr_captured():
+                self._decoder = decoder_class(path, seek_mode="exact", dimension_order="NHWC",
+                                              num_ffmpeg_threads=decoder_threads(), device=device)
+        except (RuntimeError, ValueError) as err:
+            raise SampleReadError(f"cannot open video {path}: TorchCodec cannot read it: "
+                                  f"{_torchcodec_reason(err)}") from err
+        _check_frame_count(path, self._decoder.metadata.num_frames_from_header, len(self._decoder))
+
+    def __len__(self):
+        return len(self._decoder)
+
+    def get_frames(self, indices):
+        unique, inverse = _unique_with_inverse(indices)
+        try:
+            with native_stderr_captured() as output:
+                frames = self._decoder.get_frames_at(unique.tolist()).data
+        except (RuntimeError, IndexError) as err:
+            details = " ".join(f"{_torchcodec_reason(err)} {output[0] if output else ''}".split())
+            raise SampleReadError(f"cannot decode frames {unique.tolist()} of video {self.path} "
+                                  f"(truncated or corrupt?): {details}") from err
+        if not self._fallback_checked:
+            self._report_cpu_fallback()
+        return _stack_channels_last(frames, inverse)
+
+    def _report_cpu_fallback(self):
+        status = self._decoder.cpu_fallback
+        if status.status_known:
+            self._fallback_checked = True
+            if status:
+                _log_once(("cpu fallback", str(status)), logging.WARNING,
+                          "%s: TorchCodec decodes this video on the CPU, not on %s: %s", self.path, self.device,
+                          status)
+
+
 class DecordVideo:
-    """A video opened with decord; frames are fetched by index with its accurate seeking."""
+    """A video opened with decord (on request only); frames are fetched by index with its accurate seeking.
+    decord ignores rotation metadata."""
 
     def __init__(self, path):
         self.path = path
         try:
             with native_stderr_captured() as output:
-                self._reader = decord.VideoReader(path, num_threads=1)
+                self._reader = decord.VideoReader(path, num_threads=decoder_threads())
         except (RuntimeError, decord.DECORDError) as err:
-            PyAVVideo(path)  # raises with FFmpeg's complete reason; decord's exception cuts it short
             reason = " ".join(output[0].split()) or str(err)
             raise SampleReadError(f"cannot open video {path}: decord cannot read it: {reason}") from err
 
@@ -145,14 +265,20 @@ class DecordVideo:
             details = " ".join(f"{err} {output[0]}".split())
             raise SampleReadError(f"cannot decode frames {unique.tolist()} of video {self.path} "
                                   f"(truncated or corrupt?): {details}") from err
-        return _stack_channels_last(list(torch.from_numpy(frames)), inverse)
+        return _stack_channels_last(torch.from_numpy(frames), inverse)
+
+
+def _upright(image_hwc, rotation):
+    """The frame as FFmpeg plays it: a display matrix of `rotation` degrees turns it counter-clockwise."""
+    turns = round(rotation / 90) % 4
+    return torch.rot90(image_hwc, turns, dims=(0, 1)) if turns else image_hwc
 
 
 class PyAVVideo:
     """A video opened with PyAV; seeks to the keyframe before far-away frames, then decodes forward.
 
     Frame k is the k-th packet in presentation order (the packet table is read once, without decoding),
-    so indices are exact for variable frame rates too and agree with decord's.
+    so indices are exact for variable frame rates too and agree with TorchCodec's and decord's.
     """
 
     seek_gap = 64  # decode forward through shorter gaps; seek (to a keyframe) across longer ones
@@ -168,9 +294,7 @@ class PyAVVideo:
                 announced = stream.frames
         except (av.FFmpegError, OSError) as err:
             raise SampleReadError(f"cannot open video {path}: {_ffmpeg_reason(err)}") from err
-        if announced and len(self._pts) < announced:
-            raise SampleReadError(f"video {path} is truncated: its header announces {announced} frames, "
-                                  f"the file holds {len(self._pts)}")
+        _check_frame_count(path, announced, len(self._pts))
 
     def __len__(self):
         return len(self._pts)
@@ -190,7 +314,8 @@ class PyAVVideo:
                     for frame in frames:
                         position = position_of.get(frame.pts, position)
                         if position == target:
-                            found[target] = torch.from_numpy(frame.to_ndarray(format="rgb24"))
+                            found[target] = _upright(torch.from_numpy(frame.to_ndarray(format="rgb24")),
+                                                     frame.rotation)
                         if position >= target:
                             break
         except (av.FFmpegError, OSError) as err:
@@ -203,17 +328,84 @@ class PyAVVideo:
         return _stack_channels_last([found[i] for i in unique.tolist()], inverse)
 
 
-def default_video_backend():
-    return "decord" if decord is not None else "pyav"
-
-
-def open_video(path, backend=None):
-    """Opens a video file with `backend` ('decord', 'pyav'; None: decord if installed)."""
-    backend = backend or default_video_backend()
-    if backend not in VIDEO_BACKENDS:
-        raise ValueError(f"video backend must be one of {VIDEO_BACKENDS}, got {backend!r}")
+def _unavailable(backend):
+    """Why `backend` cannot be used in this process, or '' when it can."""
+    if backend == "torchcodec":
+        return torchcodec_decoder()[1]
     if backend == "decord" and decord is None:
-        raise ValueError("video backend 'decord' is not installed (pip install decord); use 'pyav'")
+        return "decord is not installed (pip install -r requirements-decord.txt)"
+    return ""
+
+
+def reader_order(backend=None, device="cpu"):
+    """The readers `open_video` tries, in order: `backend` first ('auto' or None: TorchCodec where
+    FFmpeg's libraries load, then PyAV), then the automatic ones it is not. GPU decoding is TorchCodec's."""
+    backend = backend or "auto"
+    if backend != "auto" and backend not in VIDEO_BACKENDS:
+        raise VideoBackendError(f"video backend must be auto or one of {', '.join(VIDEO_BACKENDS)}, got {backend!r}")
+    if device not in DECODE_DEVICES:
+        raise VideoBackendError(f"decode device must be one of {', '.join(DECODE_DEVICES)}, got {device!r}")
+    if device == "cuda":
+        check_cuda_decoding(backend)
+        return ("torchcodec",)
+    if backend != "auto" and _unavailable(backend):
+        raise VideoBackendError(f"video backend {backend} cannot be used: {_unavailable(backend)}; "
+                                f"use auto (TorchCodec where FFmpeg's libraries load, else PyAV)")
+    names = AUTO_ORDER if backend == "auto" else (backend,) + tuple(n for n in AUTO_ORDER if n != backend)
+    return tuple(name for name in names if not _unavailable(name))
+
+
+def check_cuda_decoding(backend="auto"):
+    """Raises VideoBackendError saying why videos cannot be decoded on the GPU here (no CUDA device,
+    no TorchCodec, another backend chosen); returns when they can."""
+    if backend not in ("auto", "torchcodec", None):
+        raise VideoBackendError(f"decode device cuda decodes with TorchCodec; video backend {backend} decodes "
+                                f"on the CPU only (choose auto or torchcodec)")
+    if not torch.cuda.is_available():
+        raise VideoBackendError("decode device cuda: this PyTorch sees no CUDA device (torch.cuda.is_available() "
+                                "is False); decode on the cpu")
+    if _unavailable("torchcodec"):
+        raise VideoBackendError(f"decode device cuda decodes with TorchCodec, which cannot be used here: "
+                                f"{_unavailable('torchcodec')}")
+
+
+_READERS = {"torchcodec": TorchCodecVideo, "pyav": PyAVVideo, "decord": DecordVideo}
+
+
+def default_video_backend():
+    """The reader a video opens with when none is asked for: 'torchcodec' or 'pyav'."""
+    return reader_order()[0]
+
+
+def open_video(path, backend=None, device="cpu"):
+    """Opens a video file with `backend` ('auto' or None, 'torchcodec', 'pyav', 'decord'), falling back to
+    the automatic readers it is not; device 'cuda' decodes with TorchCodec on the GPU.
+
+    Raises SampleReadError when no reader opens the file (with PyAV's reason, FFmpeg's complete one,
+    where PyAV was tried) and VideoBackendError when `backend` or `device` cannot be used here.
+    """
+    order = reader_order(backend, device)
+    if device == "cuda":
+        device = f"cuda:{torch.cuda.current_device()}"  # this process's GPU (one per rank)
     if not os.path.isfile(path):
         raise SampleReadError(f"video {path} does not exist")
-    return DecordVideo(path) if backend == "decord" else PyAVVideo(path)
+    errors = {}
+    for name in order:
+        try:
+            video = _READERS[name](path, device) if name == "torchcodec" else _READERS[name](path)
+        except SampleReadError as err:
+            errors[name] = err
+            continue
+        _announce(order, name, path, errors)
+        return video
+    raise errors.get("pyav") or next(iter(errors.values()))
+
+
+def _announce(order, used, path, errors):
+    why_not = torchcodec_decoder()[1]
+    _log_once("reader", logging.INFO, "videos decode with %s%s", used,
+              f" (TorchCodec unavailable: {why_not})" if why_not and used == "pyav" else "")
+    if errors:
+        _log_once(("fallback", order[0], used), logging.WARNING,
+                  "%s: %s cannot open it (%s); decoded with %s instead (later files: debug log)",
+                  path, order[0], errors[order[0]], used)

@@ -19,7 +19,8 @@ import torch
 from torch.utils.data import Dataset
 
 from datasets.annotations import list_modality, load_class_names, read_video_list, select_few_shot
-from datasets.decoding import SampleReadError, open_video, read_frame_folder, template_field_count
+from datasets.decoding import (SampleReadError, VideoBackendError, open_video, read_frame_folder, reader_order,
+                               template_field_count)
 from datasets.sampling import SAMPLING_MODES, ClipSampler
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,10 @@ class VideoDataset(Dataset):
     sampling in a 128-frame window. shot: keep `shot` videos per class (seeded by `seed`).
     skip_unreadable (training only): replace a sample that cannot be read by the next readable one,
     logging and counting it (`num_skipped`); otherwise, and always outside training, raise
-    `SampleReadError` naming the file and list line.
+    `SampleReadError` naming the file and list line. video_backend: 'auto' (None), 'torchcodec', 'pyav'
+    or 'decord' (see datasets.decoding.open_video). decode_device 'cuda' decodes on the GPU in the
+    process that reads the dataset (no loader workers: CUDA does not survive a fork) and yields GPU
+    tensors; the reader is checked here, so a machine that cannot do it fails before the first batch.
     """
 
     tsn_train = False  # Charades trains with TSN-style chunks
@@ -45,7 +49,7 @@ class VideoDataset(Dataset):
     def __init__(self, list_file, labels_file, root="", *, num_segments=8, seg_length=1, modality=None,
                  image_tmpl="img_{:05d}.jpg", index_bias=1, mode="train", random_shift=True, dense=False,
                  test_clips=1, transform=None, skip_unreadable=False, shot=None, seed=0,
-                 min_train_frames=MIN_TRAIN_FRAMES, video_backend=None):
+                 min_train_frames=MIN_TRAIN_FRAMES, video_backend=None, decode_device="cpu"):
         if mode not in SAMPLING_MODES:
             raise ValueError(f"mode must be one of {SAMPLING_MODES}, got {mode!r}")
         if skip_unreadable and mode != "train":
@@ -53,12 +57,18 @@ class VideoDataset(Dataset):
         self.list_file, self.root, self.mode = list_file, root, mode
         self.image_tmpl, self.index_bias = image_tmpl, index_bias
         self.transform, self.skip_unreadable, self.video_backend = transform, skip_unreadable, video_backend
+        self.decode_device = decode_device
         self.sampler = ClipSampler(num_segments, seg_length, dense=dense, random_shift=random_shift,
                                    num_clips=test_clips if mode == "test" else 1, tsn_train=self.tsn_train)
         self.class_names = load_class_names(labels_file)
         self.modality, records = self._read_records(list_file, modality)
         if self.modality == "RGB":
             template_field_count(image_tmpl)  # a template without a frame-number field is an error now
+            if decode_device == "cuda" and not torch.cuda.is_available():
+                raise VideoBackendError("decode device cuda: this PyTorch sees no CUDA device "
+                                        "(torch.cuda.is_available() is False); decode on the cpu")
+        else:
+            reader_order(video_backend, decode_device)  # fails now if the reader or device cannot be used
         if mode == "train":
             records = self._drop_short(records, min_train_frames)
         if shot:
@@ -129,7 +139,7 @@ class VideoDataset(Dataset):
         """uint8 frames [clips, T, 3, H, W] of the sampled indices."""
         path = os.path.join(self.root, record.path)
         if self.modality == "video":
-            video = open_video(path, self.video_backend)
+            video = open_video(path, self.video_backend, self.decode_device)
             num_frames = len(video)
         else:
             num_frames = self._frame_count(record, path)
@@ -140,7 +150,7 @@ class VideoDataset(Dataset):
             frames = video.get_frames(indices.reshape(-1))
         else:
             frame_numbers = indices.reshape(-1) + record.start_frame + self.index_bias
-            frames = read_frame_folder(path, self.image_tmpl, frame_numbers)
+            frames = read_frame_folder(path, self.image_tmpl, frame_numbers, self.decode_device)
         return frames.reshape(indices.shape + frames.shape[1:])
 
     def _output(self, clips):

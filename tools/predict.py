@@ -25,7 +25,7 @@ if __package__ in (None, ""):  # run as a script: make the repository's packages
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from datasets.decoding import open_video  # noqa: E402
+from datasets.decoding import VIDEO_BACKENDS, open_video  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from datasets.attributes import DEFAULT_TOPK  # noqa: E402
 from workflows.fusion import DEFAULT_FUSION_WEIGHTS  # noqa: E402
@@ -61,6 +61,9 @@ def parse_args(argv=None):
     parser.add_argument("--fusion_weights", type=float, nargs=2, default=DEFAULT_FUSION_WEIGHTS,
                         metavar=("VIDEO", "ATTRIBUTES"), help="weights of the fused scores; default 0.7 0.3")
     parser.add_argument("--precision", choices=PRECISIONS, default=None, help=PRECISION_HELP)
+    parser.add_argument("--video_backend", choices=("auto",) + VIDEO_BACKENDS, default=None,
+                        help="video reader (default data.video_backend: auto, TorchCodec where FFmpeg's libraries "
+                             "load, else PyAV)")
     parser.add_argument("--cpu", action="store_true")
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="config overrides key=value")
     return parser.parse_args(argv)
@@ -90,7 +93,8 @@ def write_results(predictions, class_names, path):
 
 def run(args):
     """Every input and file is checked (each video opened) before the model is built."""
-    config = load_config(args.config, args.overrides)
+    config = load_config(args.config, args.overrides + ([f"data.video_backend={args.video_backend}"]
+                                                        if args.video_backend else []))
     if args.output:
         output_format(args.output)
     if bool(args.attributes_weights) != bool(args.attributes):
@@ -103,7 +107,7 @@ def run(args):
         raise UsageError(f"--plot draws one video; {len(inputs)} were given")
     for path in inputs:
         if Path(path).is_file():
-            open_video(path)
+            open_video(path, config.data.video_backend, config.data.decode_device)
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
     autocast = autocast_for(resolve_precision(args.precision, device), device)
     predictor = Predictor(config, class_names, args.weights, device, autocast, args.test_clips, args.test_crops,

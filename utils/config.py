@@ -74,6 +74,13 @@ SCHEMA = {
                                               "data whose labels name a direction (Something-Something)"),
         "min_crop_scale": Field(("float",), 0.08, "smallest area fraction of the random-resized training crop"),
         "rand_augment": Field(("bool",), False, "torchvision RandAugment on training clips (same ops for all frames)"),
+        "video_backend": Field(("str",), "auto", "video reader: auto (TorchCodec where FFmpeg's libraries load, "
+                                                 "else PyAV), torchcodec, pyav or decord; a file the reader cannot "
+                                                 "open is tried with the automatic ones",
+                               choices=("auto", "torchcodec", "pyav", "decord")),
+        "decode_device": Field(("str",), "cpu", "where frames are decoded: cpu, or cuda (TorchCodec's NVDEC for "
+                                                "videos, nvJPEG for frame folders; needs data.workers 0)",
+                               choices=("cpu", "cuda")),
     },
     "network": {
         "arch": Field(("str",), REQUIRED, "CLIP model name (ViT-B/32, ViT-L/14-336px, RN50, ViT-Tiny/16, ...), "
@@ -323,6 +330,9 @@ _KIND_NAMES = {"int": "an integer", "float": "a number", "bool": "true/false", "
 
 
 def _check_consistency(config, source):
+    if config.data.decode_device == "cuda" and config.data.workers > 0:
+        raise ConfigError(f"{source}: data.decode_device cuda decodes in the main process (CUDA does not survive "
+                          f"the fork of a loader worker): set data.workers to 0 (it is {config.data.workers})")
     if config.network.tm not in (False, None):
         raise ConfigError(f"{source}: network.tm is {config.network.tm!r}, but no temporal module inside the image "
                           "encoder exists here (the original ignores the key too): set network.tm to False or null")

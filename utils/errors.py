@@ -15,7 +15,7 @@ from clip.model import ArchitectureError
 from clip.weights import UnreadableWeightsError, UnsafeWeightsError, WeightsMismatchError, WeightsUnavailableError
 from datasets.annotations import AnnotationError
 from datasets.attributes import AttributesError
-from datasets.decoding import SampleReadError
+from datasets.decoding import SampleReadError, VideoBackendError
 from utils.config import ConfigError
 
 TRACEBACK_VARIABLE = "BIKE_TRACEBACK"
@@ -30,7 +30,7 @@ class UnusableFileError(ValueError):
 
 
 # Exit status 2, as argparse's for a wrong option: the command line or the config is wrong.
-USAGE_ERRORS = (UsageError, ConfigError, ArchitectureError)
+USAGE_ERRORS = (UsageError, ConfigError, ArchitectureError, VideoBackendError)
 # Exit status 1: a file named by the user is missing, unreadable, or its content does not fit.
 FILE_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, WeightsUnavailableError,
                UnreadableWeightsError, UnsafeWeightsError, WeightsMismatchError, AnnotationError, AttributesError,

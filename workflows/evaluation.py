@@ -41,9 +41,11 @@ def gather_in_list_order(local: torch.Tensor, total: int) -> torch.Tensor:
 
 def evaluation_loader(dataset, batch_size: int, workers: int, rank: int = 0, replicas: int = 1,
                       device="cpu") -> DataLoader:
-    """This rank's share of `dataset` in list order; batches in pinned memory when they go to a GPU (`device`)."""
+    """This rank's share of `dataset` in list order; batches in pinned memory when they go to a GPU (`device`)
+    from the CPU (not when the dataset decodes on the GPU)."""
+    pin = torch.device(device).type == "cuda" and getattr(dataset, "decode_device", "cpu") == "cpu"
     return DataLoader(dataset, batch_size=batch_size, sampler=ShardSampler(len(dataset), rank, replicas),
-                      num_workers=workers, pin_memory=torch.device(device).type == "cuda", persistent_workers=False)
+                      num_workers=workers, pin_memory=pin, persistent_workers=False)
 
 
 @dataclass

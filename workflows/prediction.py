@@ -110,9 +110,9 @@ class Predictor:
         if os.path.isdir(path):
             num_frames = sum(1 for entry in os.scandir(path) if entry.is_file())
             indices = self.sampler(num_frames, "test")
-            frames = read_frame_folder(path, data.image_tmpl, indices.reshape(-1) + data.index_bias)
+            frames = read_frame_folder(path, data.image_tmpl, indices.reshape(-1) + data.index_bias, data.decode_device)
         else:
-            video = open_video(path)
+            video = open_video(path, data.video_backend, data.decode_device)
             indices = self.sampler(len(video), "test")
             frames = video.get_frames(indices.reshape(-1))
         return frames.reshape(indices.shape + frames.shape[1:])

@@ -183,10 +183,11 @@ def torchcodec_decoder():
     return VideoDecoder, ""
 
 
-def decoder_threads():
-    """FFmpeg threads for one decoder: 1 inside a DataLoader worker (the workers are the parallelism),
-    else up to 4 of the machine's cores."""
-    return 1 if torch.utils.data.get_worker_info() is not None else min(4, os.cpu_count() or 1)
+# FFmpeg threads per decoder. One: the loader's workers are the parallelism, and decoding the few frames
+# of a seek gained nothing from frame threads here (8 of 150 frames at 320x426: 0.039 CPU-s with one
+# thread, 0.053 with two). A threaded TorchCodec decoder that is still alive when a process forks its
+# loader workers also hangs the worker that frees it (FFmpeg waits for threads the fork did not copy).
+DECODER_THREADS = 1
 
 
 def _check_frame_count(path, announced, held):
@@ -208,11 +209,15 @@ class TorchCodecVideo:
         try:
             with native_stderr_captured():
                 self._decoder = decoder_class(path, seek_mode="exact", dimension_order="NHWC",
-                                              num_ffmpeg_threads=decoder_threads(), device=device)
+                                              num_ffmpeg_threads=DECODER_THREADS, device=device)
         except (RuntimeError, ValueError) as err:
             raise SampleReadError(f"cannot open video {path}: TorchCodec cannot read it: "
                                   f"{_torchcodec_reason(err)}") from err
-        _check_frame_count(path, self._decoder.metadata.num_frames_from_header, len(self._decoder))
+        try:
+            _check_frame_count(path, self._decoder.metadata.num_frames_from_header, len(self._decoder))
+        except SampleReadError:
+            del self._decoder  # now, not whenever the error's traceback goes
+            raise
 
     def __len__(self):
         return len(self._decoder)
@@ -248,7 +253,7 @@ class DecordVideo:
         self.path = path
         try:
             with native_stderr_captured() as output:
-                self._reader = decord.VideoReader(path, num_threads=decoder_threads())
+                self._reader = decord.VideoReader(path, num_threads=DECODER_THREADS)
         except (RuntimeError, decord.DECORDError) as err:
             reason = " ".join(output[0].split()) or str(err)
             raise SampleReadError(f"cannot open video {path}: decord cannot read it: {reason}") from err
@@ -268,7 +273,7 @@ class DecordVideo:
         return _stack_channels_last(torch.from_numpy(frames), inverse)
 
 
-def _upright(image_hwc, rotation):
+def upright(image_hwc, rotation):
     """The frame as FFmpeg plays it: a display matrix of `rotation` degrees turns it counter-clockwise."""
     turns = round(rotation / 90) % 4
     return torch.rot90(image_hwc, turns, dims=(0, 1)) if turns else image_hwc
@@ -314,7 +319,7 @@ class PyAVVideo:
                     for frame in frames:
                         position = position_of.get(frame.pts, position)
                         if position == target:
-                            found[target] = _upright(torch.from_numpy(frame.to_ndarray(format="rgb24")),
+                            found[target] = upright(torch.from_numpy(frame.to_ndarray(format="rgb24")),
                                                      frame.rotation)
                         if position >= target:
                             break

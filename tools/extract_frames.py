@@ -13,6 +13,7 @@ is skipped on the next run and an interrupted one is redone. A video that cannot
 reported and left out; the others go on, and the exit status is 1 if any failed.
 """
 import argparse
+import functools
 import logging
 import os
 import shutil
@@ -154,26 +155,32 @@ def _extract_one(video, video_root, out_root, options):
     return Outcome(video, status, count)
 
 
-def extract_all(videos, video_root, out_root, options=FrameOptions(), workers=1, progress=True):
-    """Extract every video (relative to `video_root`) into `out_root`; Outcomes in the order of `videos`."""
-    bar = tqdm(total=len(videos), desc="extracting frames", unit="video", disable=not progress)
+def run_per_video(job, videos, workers=1, progress=True, desc="videos"):
+    """Outcomes of `job(video)` for every video, in the order of `videos`, in `workers` processes, with a
+    progress bar; failures are logged. `job` must be picklable and return an Outcome, never raise."""
+    bar = tqdm(total=len(videos), desc=desc, unit="video", disable=not progress)
     outcomes = {}
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
-            futures = [pool.submit(_extract_one, video, video_root, out_root, options) for video in videos]
-            for future in as_completed(futures):
+            for future in as_completed([pool.submit(job, video) for video in videos]):
                 outcome = future.result()
                 outcomes[outcome.video] = outcome
                 bar.update()
     else:
         for video in videos:
-            outcomes[video] = _extract_one(video, video_root, out_root, options)
+            outcomes[video] = job(video)
             bar.update()
     bar.close()
     for outcome in outcomes.values():
         if outcome.status == "failed":
-            logger.error("failed: %s: %s", Path(video_root) / outcome.video, outcome.error)
+            logger.error("failed: %s: %s", outcome.video, outcome.error)
     return [outcomes[video] for video in videos]
+
+
+def extract_all(videos, video_root, out_root, options=FrameOptions(), workers=1, progress=True):
+    """Extract every video (relative to `video_root`) into `out_root`; Outcomes in the order of `videos`."""
+    job = functools.partial(_extract_one, video_root=video_root, out_root=out_root, options=options)
+    return run_per_video(job, videos, workers, progress, "extracting frames")
 
 
 def write_frame_list(path, entries, outcomes):

@@ -5,6 +5,7 @@ frame it is. No system ffmpeg is needed.
 """
 import struct
 from dataclasses import dataclass
+from pathlib import Path
 
 import av
 import numpy as np
@@ -56,6 +57,7 @@ CASES = (
 
 def write_case(path, case):
     """Writes `case` to `path`: frames 0..frames-1 at 25 fps, with a silent sound track if it has audio."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as container:
         video = container.add_stream(case.encoder, rate=25)
         video.width, video.height, video.pix_fmt = case.width, case.height, case.pix_fmt

@@ -111,8 +111,8 @@ def _prepare_one(video, video_root, out_root, options):
     try:
         status, count = prepare_video(Path(video_root) / video, Path(out_root) / prepared_name(video), options)
     except (av.FFmpegError, OSError, ValueError) as error:
-        return Outcome(str(Path(video_root) / video), "failed", error=f"{type(error).__name__}: {error}")
-    return Outcome(str(Path(video_root) / video), status, count)
+        return Outcome(video, "failed", error=f"{type(error).__name__}: {error}")
+    return Outcome(video, status, count)
 
 
 def prepare_all(videos, video_root, out_root, options=EncodeOptions(), workers=1, progress=True):

@@ -7,9 +7,18 @@ does. The naive pipeline is the original BIKE implementation's frame path writte
 the CPU. The pipelines take turns for `--rounds` rounds of `--seconds` each (the machine may be busy);
 the table gives the median round, in clips per wall second and per CPU second of this process.
 
-    python -m benchmarks.bench_data            # generates .cache/bench_data on first use (~1 minute)
+Videos come three ways: as generated (one keyframe per clip), with a keyframe every 2 s (as videos from
+video sites have), and re-encoded by tools/prepare_videos.py with its defaults (MJPEG, every frame a keyframe, short
+side 256: the training transform's first resize). Video lines name their reader: TorchCodec, PyAV,
+decord. Loader lines run a DataLoader with 1 and 2 worker processes (clips per wall second only: on a
+shared machine their figures move with the load). The closing estimate turns the measured clips per CPU
+second into CPU cores per GPU: what one H100 consumes at 40% of its bf16 peak for ViT-B/16 and ViT-B/32,
+8 frames, with the training step's FLOPs counted by FlopCounterMode (on the meta device, no compute).
+
+    python -m benchmarks.bench_data            # generates .cache/bench_data on first use (~2 minutes)
 """
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -30,19 +39,28 @@ import torch
 import torchvision
 import torchvision.transforms.functional as TF
 from PIL import Image
+from torch.utils.data import DataLoader
 
+from benchmarks.bench_model import build, counted_flops
 from datasets import CLIP_MEAN, CLIP_STD, VideoDataset, normalize_on_device, test_transform, train_transform_for
-from datasets.decoding import decord
+from datasets.decoding import available_video_backends, decord, default_video_backend, torchcodec_decoder
 from datasets.sampling import segment_train_indices, segment_val_indices
 from datasets.annotations import write_labels_csv, write_list
-from datasets.synthetic import (CLASS_NAMES, IMAGE_TMPL, MOTION_PAIRS, render_clip, sample_clip_params,
+from datasets.synthetic import (CLASS_NAMES, FPS, IMAGE_TMPL, MOTION_PAIRS, render_clip, sample_clip_params,
                                 write_jpeg_folder, write_mp4)
+from modules import text_prompt
+from tools.prepare_videos import EncodeOptions, prepare_all, prepared_name, write_video_list
+from workflows.training import ClassTexts, training_step_loss
 
 DEFAULT_ROOT = Path(".cache/bench_data")
 HEIGHT, WIDTH = 320, 426  # a Kinetics-style 320-pixel short side (4:3)
 MIN_FRAMES, MAX_FRAMES = 64, 150
 NUM_SEGMENTS, INPUT_SIZE = 8, 224
 MARKER = "COMPLETE.json"
+KEYFRAME_SECONDS = 2  # keyframe distance of the keyframed variant, as in videos from video sites
+PREPARED = EncodeOptions()  # tools/prepare_videos.py's defaults: MJPEG, short side 256
+# One H100 SXM: dense bf16 peak; a training step at 40% of it is what a tuned run reaches.
+H100_BF16_PEAK, MFU = 989e12, 0.40
 NAIVE_TRAIN, FRAMES_TRAIN = "naive PIL frames, train", "frames, train"
 
 
@@ -63,27 +81,35 @@ class BenchData:
     frames_list: Path
     videos_list: Path
     labels: Path
+    keyframed_root: Path  # the same videos with a keyframe every KEYFRAME_SECONDS
+    prepared_root: Path  # the videos re-encoded by tools/prepare_videos.py
+    prepared_list: Path
 
     @classmethod
     def at(cls, root, clips):
         root = Path(root)
         return cls(tuple(clips), root / "frames", root / "videos", root / "frames.txt", root / "videos.txt",
-                   root / "labels.csv")
+                   root / "labels.csv", root / "videos_keyframes_2s", root / "prepared",
+                   root / "prepared.txt")
 
-    def video_path(self, clip):
-        return self.videos_root / f"{clip.name}.mp4"
+    def video_path(self, clip, videos_root=None):
+        if videos_root == self.prepared_root:
+            return videos_root / prepared_name(f"{clip.name}.mp4", PREPARED)
+        return (videos_root or self.videos_root) / f"{clip.name}.mp4"
 
 
 def _write_clip(data, clip, params):
     frames = render_clip(clip.label, params, HEIGHT, WIDTH)
     write_jpeg_folder(data.frames_root / clip.name, frames)
     write_mp4(data.video_path(clip), frames)
+    write_mp4(data.video_path(clip, data.keyframed_root), frames, keyframe_interval=KEYFRAME_SECONDS * FPS)
 
 
 def ensure_bench_data(root, num_clips, seed=0):
     """Synthetic clips of HEIGHT x WIDTH as JPEG folders and H.264 MP4s with lists; reused when present."""
     settings = {"num_clips": num_clips, "seed": seed, "height": HEIGHT, "width": WIDTH,
-                "frames": [MIN_FRAMES, MAX_FRAMES]}
+                "frames": [MIN_FRAMES, MAX_FRAMES], "keyframe_seconds": KEYFRAME_SECONDS,
+                "prepared": dataclasses.asdict(PREPARED)}
     marker = Path(root) / MARKER
     saved = json.loads(marker.read_text()) if marker.is_file() else {}
     if saved.get("settings") == settings:
@@ -99,6 +125,9 @@ def ensure_bench_data(root, num_clips, seed=0):
     data = BenchData.at(root, clips)
     with ThreadPoolExecutor(os.cpu_count()) as pool:
         list(pool.map(_write_clip, [data] * num_clips, clips, params))
+    videos = [data.video_path(c).name for c in clips]
+    outcomes = prepare_all(videos, data.videos_root, data.prepared_root, PREPARED, os.cpu_count(), progress=False)
+    write_video_list(data.prepared_list, [(video, c.label) for video, c in zip(videos, clips)], outcomes, PREPARED)
     write_list(data.frames_list, [f"{c.name} {c.num_frames} {c.label}" for c in clips])
     write_list(data.videos_list, [f"{data.video_path(c).name} {c.label}" for c in clips])
     write_labels_csv(data.labels, CLASS_NAMES)
@@ -213,17 +242,24 @@ def build_pipelines(data, include_test=True):
         Pipeline(FRAMES_TRAIN, frames.__getitem__, count, NAIVE_TRAIN),
         Pipeline("frames, train + CPU normalize", lambda i: normalize_on_device(frames[i][0]), count, NAIVE_TRAIN),
     ]
-    backends = {"decord": decode_all_decord, "pyav": decode_all_pyav}
-    if decord is None:
-        del backends["decord"]
+    def videos(backend, root=data.videos_root):
+        video_list = data.prepared_list if root == data.prepared_root else data.videos_list
+        return VideoDataset(video_list, data.labels, root, modality="video", video_backend=backend, **train)
+    backends = available_video_backends()
     for backend in backends:
-        videos = VideoDataset(data.videos_list, data.labels, data.videos_root, modality="video",
-                              video_backend=backend, **train)
-        pipelines.append(Pipeline(f"video ({backend}), train", videos.__getitem__, count, NAIVE_TRAIN))
+        pipelines.append(Pipeline(f"video ({backend}), train", videos(backend).__getitem__, count, NAIVE_TRAIN))
+    default = default_video_backend()
+    pipelines += [
+        Pipeline(f"video ({default}), keyframe every {KEYFRAME_SECONDS} s, train",
+                 videos(default, data.keyframed_root).__getitem__, count, NAIVE_TRAIN),
+        Pipeline(f"video ({default}), prepared, train", videos(default, data.prepared_root).__getitem__, count,
+                 NAIVE_TRAIN),
+    ]
     paths = [data.video_path(clip) for clip in data.clips]
-    for backend, decode_all in backends.items():
-        pipelines.append(Pipeline(f"decode all frames ({backend}), no transform",
-                                  lambda i, decode_all=decode_all: decode_all(paths[i]), count, NAIVE_TRAIN))
+    for backend, decode_all in {"pyav": decode_all_pyav, "decord": decode_all_decord}.items():
+        if backend in backends:
+            pipelines.append(Pipeline(f"decode all frames ({backend}), no transform",
+                                      lambda i, decode_all=decode_all: decode_all(paths[i]), count, NAIVE_TRAIN))
     if include_test:
         naive_test = "naive PIL frames, test (center crop)"
         test_frames = VideoDataset(data.frames_list, data.labels, data.frames_root, modality="RGB",
@@ -236,11 +272,11 @@ def build_pipelines(data, include_test=True):
     return pipelines
 
 
-def keyframe_counts(data):
+def keyframe_counts(data, videos_root=None):
     """Keyframes per benchmark video (from the packets, without decoding)."""
     counts = []
     for clip in data.clips:
-        with av.open(str(data.video_path(clip))) as container:
+        with av.open(str(data.video_path(clip, videos_root))) as container:
             counts.append(sum(packet.is_keyframe for packet in container.demux(video=0) if packet.size))
     return counts
 
@@ -266,8 +302,54 @@ def cpu_model():
     return f"{fields.get('Model name', '?').strip()}, {fields.get('CPU(s)', '?').strip()} CPUs"
 
 
+def _torchcodec_version():
+    if torchcodec_decoder()[0] is None:
+        return f"unavailable ({torchcodec_decoder()[1]})"
+    import torchcodec
+    return torchcodec.__version__
+
+
+def loader_rate(dataset, workers, clips):
+    """Clips per wall second of a DataLoader with `workers` processes over `clips` clips, batch 1 (after
+    the workers' start and first clip)."""
+    loader = DataLoader(dataset, batch_size=1, num_workers=workers, sampler=range(clips + workers),
+                        multiprocessing_context="fork")
+    iterator = iter(loader)
+    for _ in range(workers):
+        next(iterator)
+    start = time.perf_counter()
+    for _ in iterator:
+        pass
+    return clips / (time.perf_counter() - start)
+
+
+def training_flops_per_clip(arch):
+    """FLOPs of one 8-frame clip in a training step (fixed text tower), counted on the meta device."""
+    device = torch.device("meta")
+    model, header, encoder = build(arch, NUM_SEGMENTS, INPUT_SIZE, device, False, False)
+    texts = ClassTexts.build(encoder, text_prompt(list(CLASS_NAMES), tokenizer=encoder.tokenize), True, device,
+                             contextlib.nullcontext)
+    frames = torch.zeros(2, NUM_SEGMENTS, 3, INPUT_SIZE, INPUT_SIZE, device=device)
+    labels = torch.arange(2, device=device)
+    return counted_flops(lambda: training_step_loss(encoder, header, frames, labels, texts, "NCE").backward()) / 2
+
+
+def print_cores_per_gpu(pipelines):
+    """CPU cores per GPU each video path needs to keep one H100 busy, from its clips per CPU second."""
+    print(f"\nclips one H100 trains on at {MFU:.0%} of its bf16 peak ({H100_BF16_PEAK / 1e12:.0f} TFLOP/s), "
+          f"{NUM_SEGMENTS} frames, training-step FLOPs counted by FlopCounterMode:")
+    lines = [p for p in pipelines if p.name.startswith(("video", "frames, train", NAIVE_TRAIN))
+             and "normalize" not in p.name]
+    for arch in ("ViT-B/16", "ViT-B/32"):
+        flops = training_flops_per_clip(arch)
+        gpu_rate = MFU * H100_BF16_PEAK / flops
+        print(f"  {arch}: {flops / NUM_SEGMENTS / 1e9:.1f} GFLOP a frame, {gpu_rate:.0f} clips/s; CPU cores per GPU: "
+              + ", ".join(f"{p.name.replace(', train', '')} {gpu_rate / _median_rates(p)[1]:.0f}" for p in lines))
+
+
 def versions():
     names = {"torch": torch.__version__, "torchvision": torchvision.__version__, "PyAV": av.__version__,
+             "TorchCodec": _torchcodec_version(),
              "decord": decord.__version__ if decord is not None else "not installed", "Pillow": PIL.__version__}
     return ", ".join(f"{name} {version}" for name, version in names.items())
 
@@ -295,6 +377,7 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=2.5, help="duration of one round of one pipeline")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the table gives the median")
     parser.add_argument("--no-test", action="store_true", help="skip the test-transform lines")
+    parser.add_argument("--loader_clips", type=int, default=48, help="clips per DataLoader line; 0 skips them")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(1)
@@ -309,8 +392,11 @@ def main(argv=None):
     frames = [c.num_frames for c in data.clips]
     keyframes = keyframe_counts(data)
     print(f"data: {len(data.clips)} clips of {HEIGHT}x{WIDTH}, {min(frames)}-{max(frames)} frames "
-          f"(mean {np.mean(frames):.0f}), JPEG folders and H.264 MP4s with {min(keyframes)}-{max(keyframes)} "
-          f"keyframes each; {NUM_SEGMENTS} frames per clip, {INPUT_SIZE} crops, 1 thread")
+          f"(mean {np.mean(frames):.0f}) at {FPS} fps, JPEG folders and H.264 MP4s with {min(keyframes)}-"
+          f"{max(keyframes)} keyframes each (keyframed and prepared variants: {min(keyframe_counts(data, data.keyframed_root))}-"
+          f"{max(keyframe_counts(data, data.keyframed_root))} and {min(keyframe_counts(data, data.prepared_root))}-"
+          f"{max(keyframe_counts(data, data.prepared_root))}); {NUM_SEGMENTS} frames per clip, {INPUT_SIZE} crops, "
+          f"1 thread")
     for round_index in range(args.rounds):
         for p in pipelines:
             p.run(args.seconds)
@@ -320,9 +406,25 @@ def main(argv=None):
     frames, naive = _median_rates(by_name[FRAMES_TRAIN]), _median_rates(by_name[NAIVE_TRAIN])
     print(f"\nframe path vs naive PIL (train): {frames[0] / naive[0]:.2f}x per wall second, "
           f"{frames[1] / naive[1]:.2f}x per CPU second (acceptance: at least 2x)")
+    default = default_video_backend()
+    for name in (f"video ({default}), train", f"video ({default}), prepared, train"):
+        video = _median_rates(by_name[name])
+        print(f"{name.replace(', train', '')} vs naive PIL (train): {video[0] / naive[0]:.2f}x per wall second, "
+              f"{video[1] / naive[1]:.2f}x per CPU second (acceptance: at least 1x as generated, 2x prepared)")
     print(f"video path: with {max(keyframes)} keyframe(s) per video the readers decode from a keyframe to the "
           f"last sampled frame ({100 * decoded_fraction(data):.0f}% of a video on average in training) but "
           f"convert and return only the {NUM_SEGMENTS} sampled frames; compare with the decode-all-frames lines")
+    if args.loader_clips:
+        print(f"\nDataLoader, batch 1, {args.loader_clips} clips (wall clock; the machine's other load counts):")
+        lists = (("as generated", data.videos_root, data.videos_list), ("prepared", data.prepared_root,
+                                                                         data.prepared_list))
+        for name, root, video_list in lists:
+            dataset = VideoDataset(video_list, data.labels, root, modality="video", num_segments=NUM_SEGMENTS,
+                                   mode="train", transform=train_transform_for("kinetics400", INPUT_SIZE))
+            rates = [f"{workers} worker{'s' * (workers > 1)} {loader_rate(dataset, workers, args.loader_clips):.1f}"
+                     for workers in (1, 2)]
+            print(f"  video ({default}), {name}: " + ", ".join(rates) + " clips/s")
+    print_cores_per_gpu(pipelines)
 
 
 if __name__ == "__main__":

@@ -342,6 +342,11 @@ def _unavailable(backend):
     return ""
 
 
+def available_video_backends():
+    """The readers that can be used in this process, in VIDEO_BACKENDS order."""
+    return tuple(name for name in VIDEO_BACKENDS if not _unavailable(name))
+
+
 def reader_order(backend=None, device="cpu"):
     """The readers `open_video` tries, in order: `backend` first ('auto' or None: TorchCodec where
     FFmpeg's libraries load, then PyAV), then the automatic ones it is not. GPU decoding is TorchCodec's."""

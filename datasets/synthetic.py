@@ -222,14 +222,18 @@ def write_jpeg_folder(folder, frames, image_tmpl=IMAGE_TMPL, quality=JPEG_QUALIT
         Image.fromarray(frame).save(folder / image_tmpl.format(index), quality=quality)
 
 
-def write_mp4(path, frames, fps=FPS, crf=18):
-    """Frames as an H.264 (libx264, yuv420p) MP4; one encoder thread keeps the output reproducible."""
+def write_mp4(path, frames, fps=FPS, crf=18, keyframe_interval=None):
+    """Frames as an H.264 (libx264, yuv420p) MP4; one encoder thread keeps the output reproducible.
+
+    keyframe_interval: frames between keyframes (None: x264's default, 250, so one keyframe per clip)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": str(crf), "preset": "fast", "threads": "1"}
+        if keyframe_interval:
+            stream.codec_context.gop_size = keyframe_interval
         for frame in frames:
             # one conversion thread too: PyAV 17+ converts in slices on every core, which gave other
             # chroma bytes now and then under load

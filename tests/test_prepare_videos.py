@@ -31,7 +31,8 @@ def test_prepared_videos_keep_every_frame_upright_at_the_new_size(tmp_path):
     video_list = write_text(str(tmp_path / "videos.txt"), listed)
     out, new_list = tmp_path / "prepared", tmp_path / "prepared.txt"
     arguments = [video_list, "--video-root", str(source), "--out", str(out), "--video-list", str(new_list),
-                 "--short-side", "48", "--keyframe-seconds", "0.2", "--workers", "2", "--no-progress"]
+                 "--short-side", "48", "--codec", "h264", "--keyframe-seconds", "0.2", "--workers", "2",
+                 "--no-progress"]
     assert prepare_videos.main(arguments) == 1  # the broken one failed, the others are done
     assert new_list.read_text().splitlines() == ["a/h264_aac.mp4 1", "vp9_large.mp4 0", "phone.mp4 2"]
 
@@ -59,3 +60,13 @@ def test_prepared_videos_keep_every_frame_upright_at_the_new_size(tmp_path):
     again = {path: path.stat().st_mtime_ns for path in out.rglob("*.mp4")}
     assert [path for path in stamps if again[path] != stamps[path]] == [out / "vp9_large.mp4"]
     assert Path(new_list).read_text().count("\n") == 3
+
+
+def test_the_default_mjpeg_makes_every_frame_a_keyframe(tmp_path):
+    source = write_video(str(tmp_path / "source" / "clip.mp4"), 20, keyframe_interval=250)
+    assert prepare_videos.main([str(Path(source).parent), "--out", str(tmp_path / "out"), "--short-side", "0",
+                                "--workers", "1", "--no-progress"]) == 0
+    prepared = tmp_path / "out" / "clip.mkv"
+    flags, has_audio = packets(prepared)
+    assert flags == [True] * 20 and not has_audio
+    assert clip_indices(open_video(str(prepared)).get_frames([19, 0, 7])) == [19, 0, 7]

@@ -31,3 +31,6 @@ run train_b16.txt "$python" benchmarks/bench_train.py --arch ViT-B/16 --batch 32
 # The original implementation always recomputes activations: compare its memory figures with the grad ckpt lines.
 run model_l14.txt "$python" benchmarks/bench_model.py --arch ViT-L/14 --batch 32 --seconds 5 --grad_checkpointing
 run model_b16_compile.txt timeout 300 "$python" benchmarks/bench_model.py --arch ViT-B/16 --batch 32 --seconds 5 --compile
+
+# Decoding on the GPU (data.decode_device: cuda): TorchCodec NVDEC and nvJPEG against the CPU, clips/s.
+run decode_gpu.txt "$python" -m benchmarks.bench_gpu_decode --seconds 5

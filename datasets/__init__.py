@@ -10,8 +10,9 @@ Public API (everything a train/test loop needs):
   data.label_list -> labels_file, data.train_root/val_root -> root, data.num_segments, data.seg_length,
   data.modality, data.image_tmpl, data.index_bias, data.random_shift, data.dense, data.shot, seed.
   modality None detects the list's format; a `<file> <label>` list is read as videos even under
-  data.modality RGB (logged). Videos decode with decord when installed, else PyAV
-  (`video_backend='decord'|'pyav'` forces one); frame folders with torchvision.io.
+  data.modality RGB (logged). Videos decode with TorchCodec where FFmpeg's libraries load, else
+  PyAV (`video_backend='torchcodec'|'pyav'|'decord'` puts one first, `decode_device='cuda'` decodes
+  on the GPU); frame folders with torchvision.io.
 - `CharadesDataset(list_file, classes_file, root, *, fps=24, image_tmpl='{}-{:06d}.jpg', ...)`:
   same keywords; multi-hot float targets for Charades_v1_*.csv, int labels for action instances.
 - Items: mode 'train'/'val' -> (uint8 [T, 3, H, W], label); mode 'test' -> (uint8

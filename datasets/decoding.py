@@ -173,13 +173,17 @@ def _torchcodec_reason(err):
 def torchcodec_decoder():
     """(TorchCodec's VideoDecoder or None, why not). Imported on first use: it loads FFmpeg's shared
     libraries (versions 4 to 8 of the system's FFmpeg), which PyAV does not need."""
+    missing = "FFmpeg's shared libraries (libavcodec etc., FFmpeg 4 to 8) cannot be loaded"
     try:
+        import torchcodec
         from torchcodec.decoders import VideoDecoder
     except ImportError as err:
         return None, f"torchcodec is not installed ({err})"
-    except (RuntimeError, OSError) as err:  # the wheel is there, FFmpeg's libraries are not
+    except (RuntimeError, OSError) as err:  # older releases load FFmpeg on import
         logger.debug("torchcodec import failed: %s", err)
-        return None, "FFmpeg's shared libraries (libavcodec etc., FFmpeg 4 to 8) cannot be loaded"
+        return None, missing
+    if getattr(torchcodec, "ffmpeg_major_version", 0) is None:  # later ones import without FFmpeg
+        return None, missing
     return VideoDecoder, ""
 
 

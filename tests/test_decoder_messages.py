@@ -3,11 +3,11 @@ import os
 
 import pytest
 
-from datasets.decoding import VIDEO_BACKENDS, SampleReadError, decord, native_stderr_captured, open_video
+from datasets.decoding import VIDEO_BACKENDS, SampleReadError, available_video_backends, native_stderr_captured, open_video
 from tests.data_factory import truncate_file, write_video
 
-BACKENDS = [pytest.param(name, marks=pytest.mark.skipif(name == "decord" and decord is None,
-                                                        reason="decord is not installed"))
+BACKENDS = [pytest.param(name, marks=pytest.mark.skipif(name not in available_video_backends(),
+                                                        reason=f"video reader {name} cannot be used here: NOT tested"))
             for name in VIDEO_BACKENDS]
 
 

@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 from datasets import transforms
 from datasets.annotations import AnnotationError
 from datasets.charades import CharadesDataset
-from datasets.decoding import VIDEO_BACKENDS, PyAVVideo, SampleReadError, decord, open_video
+from datasets.decoding import VIDEO_BACKENDS, PyAVVideo, SampleReadError, available_video_backends, open_video
 from datasets.video import VideoDataset
 from tests.data_factory import (clip_indices, truncate_file, write_frame_folder, write_labels_csv, write_text,
                                 write_video)
@@ -17,8 +17,8 @@ from tests.data_factory import (clip_indices, truncate_file, write_frame_folder,
 # torchvision 0.29 deprecates its image codecs in favour of TorchCodec; they still work and are fast.
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
 
-BACKENDS = [pytest.param(name, marks=pytest.mark.skipif(name == "decord" and decord is None,
-                                                        reason="decord is not installed"))
+BACKENDS = [pytest.param(name, marks=pytest.mark.skipif(name not in available_video_backends(),
+                                                        reason=f"video reader {name} cannot be used here: NOT tested"))
             for name in VIDEO_BACKENDS]
 
 

@@ -183,6 +183,23 @@ def extract_all(videos, video_root, out_root, options=FrameOptions(), workers=1,
     return run_per_video(job, videos, workers, progress, "extracting frames")
 
 
+def source_videos(source, video_root):
+    """(the list's (video, label) entries or None, the videos, the folder they are relative to) of a
+    video list or of a folder of videos."""
+    if source.is_file():
+        entries = read_video_list(source)
+        return entries, [video for video, _ in entries], video_root
+    return None, find_videos(source), source
+
+
+def log_outcomes(outcomes, done):
+    """Logs how many videos were `done` ('extracted', 'prepared'), already done and failed; returns the counts."""
+    counts = {status: sum(o.status == status for o in outcomes) for status in (done, "skipped", "failed")}
+    logger.info("%d videos: %d %s, %d already done, %d failed", len(outcomes), counts[done], done, counts["skipped"],
+                counts["failed"])
+    return counts
+
+
 def write_frame_list(path, entries, outcomes):
     """`<dir> <num_frames> <label>` for every (video, label) entry that was extracted or already there."""
     by_video = {outcome.video: outcome for outcome in outcomes}
@@ -222,16 +239,10 @@ def main(argv=None):
     """Returns the exit status: 0 when every video is done, 1 when some failed."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    if args.source.is_file():
-        entries = read_video_list(args.source)
-        videos, video_root = [video for video, _ in entries], args.video_root
-    else:
-        videos, video_root = find_videos(args.source), args.source
+    entries, videos, video_root = source_videos(args.source, args.video_root)
     options = FrameOptions(args.short_side, args.fps, args.image_tmpl, args.start_index, args.quality)
     outcomes = extract_all(videos, video_root, args.out, options, args.workers, not args.no_progress)
-    counts = {status: sum(o.status == status for o in outcomes) for status in ("extracted", "skipped", "failed")}
-    logger.info("%d videos: %d extracted, %d already done, %d failed", len(outcomes), counts["extracted"],
-                counts["skipped"], counts["failed"])
+    counts = log_outcomes(outcomes, "extracted")
     if args.frame_list:
         written = write_frame_list(args.frame_list, entries, outcomes)
         logger.info("frame list %s: %d lines", args.frame_list, written)

@@ -34,7 +34,7 @@ if __package__ in (None, ""):  # run as a script: make the repository's packages
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from datasets.decoding import upright  # noqa: E402
-from tools.extract_frames import Outcome, find_videos, read_video_list, resized, run_per_video  # noqa: E402
+from tools.extract_frames import Outcome, log_outcomes, resized, run_per_video, source_videos  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -180,16 +180,10 @@ def main(argv=None):
     """Returns the exit status: 0 when every video is done, 1 when some failed."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    if args.source.is_file():
-        entries = read_video_list(args.source)
-        videos, video_root = [video for video, _ in entries], args.video_root
-    else:
-        videos, video_root = find_videos(args.source), args.source
+    entries, videos, video_root = source_videos(args.source, args.video_root)
     options = EncodeOptions(args.short_side, args.codec, args.keyframe_seconds, args.quality)
     outcomes = prepare_all(videos, video_root, args.out, options, args.workers, not args.no_progress)
-    counts = {status: sum(o.status == status for o in outcomes) for status in ("prepared", "skipped", "failed")}
-    logger.info("%d videos: %d prepared, %d already done, %d failed", len(outcomes), counts["prepared"],
-                counts["skipped"], counts["failed"])
+    counts = log_outcomes(outcomes, "prepared")
     if args.video_list:
         logger.info("video list %s: %d lines", args.video_list, write_video_list(args.video_list, entries, outcomes,
                                                                              options))

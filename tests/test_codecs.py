@@ -107,6 +107,16 @@ def test_predict_scores_every_codec_with_the_default_reader(codec_videos, tiny_c
     assert len(rows) == len(CASES) and all(abs(sum(row["scores"].values()) - 1) < 1e-4 for row in rows)
 
 
+@pytest.mark.parametrize("backend", READERS)
+def test_predict_video_backend_option_chooses_the_reader(codec_videos, tiny_config, monkeypatch, caplog, backend):
+    from tools import predict
+    monkeypatch.setattr(decoding, "_logged", set())
+    with caplog.at_level(logging.INFO, logger="datasets.decoding"):
+        predict.main(["--config", tiny_config.write(), str(codec_videos[0] / "hevc.mp4"), "--cpu",
+                      "--video_backend", backend])
+    assert caplog.messages[0].startswith(f"videos decode with {backend}")
+
+
 def test_a_file_the_chosen_reader_cannot_open_falls_back_and_is_logged(tmp_path, monkeypatch, caplog):
     path = write_video(str(tmp_path / "a.mp4"), 10)
 

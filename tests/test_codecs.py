@@ -97,6 +97,28 @@ def test_a_rotated_phone_video_decodes_upright(tmp_path, backend, degrees):
     assert (frame - torch.from_numpy(upright.copy())).abs().mean() < 2
 
 
+@pytest.mark.parametrize("backend", READERS)
+def test_a_variable_frame_rate_video_is_indexed_by_frame_not_by_time(tmp_path, backend):
+    """Frame k is the k-th frame shown, however long the frames before it lasted."""
+    import av
+    from fractions import Fraction
+    path = str(tmp_path / "vfr.mkv")
+    durations_ms = [40, 120, 10, 200, 40, 40, 500, 20, 40, 80, 40, 300]
+    with av.open(path, "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = {"crf": "8"}
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for index, start in enumerate(np.cumsum([0] + durations_ms[:-1])):
+            frame = av.VideoFrame.from_ndarray(frame_image(index), format="rgb24")
+            frame.pts, frame.time_base = int(start), Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    video = open_video(path, backend)
+    assert len(video) == len(durations_ms)
+    assert clip_indices(video.get_frames([11, 0, 6, 7, 3])) == [11, 0, 6, 7, 3]
+
+
 def test_predict_scores_every_codec_with_the_default_reader(codec_videos, tiny_config, tmp_path):
     from tools import predict
     root = codec_videos[0]

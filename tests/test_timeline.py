@@ -5,7 +5,6 @@ import csv
 import json
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 
@@ -25,8 +24,12 @@ REPEATS = 3  # each class's clip plays this many times in a row
 WINDOW, STRIDE = 2.0, 0.5
 
 
+SEED = 11
+
+
 def class_clip(class_index):
-    return synthetic.render_clip(class_index, synthetic.clip_params_for(11, class_index // 2, 0))
+    """The clip of the class that `long_video_frames` plays."""
+    return synthetic.render_clip(class_index, synthetic.clip_params_for(SEED, class_index // 2, 0))
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +53,10 @@ def long_video(tmp_path_factory):
                         network={"sim_header": "None", "interaction": "DP", "fix_text": True},
                         solver={"epochs": 8, "lr": 1e-2}, logging={"print_freq": 10, "eval_freq": 4})
     train_program.main(["--config", config, "--log_time", "run", "--cpu", "--no_progress"])
-    truth, start = [], 0
-    for name, frames in zip(names, clips):
-        length = REPEATS * len(frames)
-        truth.append((name, start / synthetic.FPS, (start + length) / synthetic.FPS))
-        start += length
+    frames, parts = synthetic.long_video_frames(CLASSES, REPEATS, seed=SEED)
+    truth = [(synthetic.CLASS_NAMES[label], start / synthetic.FPS, end / synthetic.FPS) for label, start, end in parts]
     video = folder / "long.mp4"
-    synthetic.write_mp4(video, np.concatenate([np.concatenate([f] * REPEATS) for f in clips]))
+    synthetic.write_mp4(video, frames)
     return config, str(tiny.run_folder("run") / "model_best.pt"), str(video), truth
 
 

@@ -6,8 +6,8 @@ On first use it writes synthetic videos of the given lengths to `.cache/bench_ti
 all eight classes one after another, cycled; 64x88 pixels, 12 fps, x264 ultrafast: about a minute for 30
 minutes of video). Each video is then run in a child process of its own, with a random-weight ViT-Tiny/16
 (32 px, 8 frames, Transf + VCS, one view): the child prints windows and seconds, and the parent reads the
-child's peak resident memory from the kernel (`wait4`). Bounded memory means the same peak for 5 and 30
-minutes.
+child's peak resident memory from the kernel (`wait4`); the child also reports its peak before the first
+frame (libraries and model). Bounded memory means the same peak for 5 and 30 minutes.
 """
 import argparse
 import os
@@ -47,7 +47,9 @@ def write_long_video(path: Path, minutes: float):
 
 
 def child(video: str, window: float, stride: float):
-    """Runs the timeline on `video` and prints 'windows seconds'."""
+    """Runs the timeline on `video` and prints 'windows seconds peak-RSS-before-in-KiB'."""
+    import resource
+
     import torch
 
     from datasets.synthetic import CLASS_NAMES
@@ -61,9 +63,10 @@ def child(video: str, window: float, stride: float):
                            "network": {"arch": "ViT-Tiny/16", "init": False, "sim_header": "Transf",
                                        "interaction": "VCS"}})
     predictor = Predictor(config, CLASS_NAMES)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # the model and libraries, before any frame
     start = time.perf_counter()
     timeline = predict_timeline(predictor, video, window, stride, batch_size=16, progress=False)
-    print(len(timeline.windows), time.perf_counter() - start, flush=True)
+    print(len(timeline.windows), time.perf_counter() - start, before, flush=True)
 
 
 def main():
@@ -78,7 +81,8 @@ def main():
     print(f"timeline: windows of {args.window:g} s every {args.stride:g} s; ViT-Tiny/16 random weights, 32 px, "
           f"8 frames, 1 view; {HEIGHT}x{WIDTH} video at 12 fps; load average {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} cores")
-    print(f"{'minutes':>8} {'frames':>8} {'windows':>8} {'seconds':>8} {'windows/s':>10} {'peak RSS MiB':>13}")
+    print(f"{'minutes':>8} {'frames':>8} {'windows':>8} {'seconds':>8} {'windows/s':>10} {'peak RSS MiB':>18} "
+          f"{'before frames MiB':>18}")
     first_peak = None
     for minutes in args.minutes:
         video = CACHE / f"long_{minutes:g}min.mp4"
@@ -91,12 +95,13 @@ def main():
         _, status, usage = os.wait4(process.pid, 0)
         if status:
             sys.exit(f"error: the timeline child failed on {video} (status {status})")
-        windows, seconds = output.split()[-2:]
+        windows, seconds, before = output.split()[-3:]
         peak = usage.ru_maxrss / 1024  # KiB on Linux
         first_peak = first_peak or peak
         frames = round(minutes * 60 * 12)
         print(f"{minutes:>8g} {frames:>8d} {int(windows):>8d} {float(seconds):>8.1f} "
-              f"{int(windows) / float(seconds):>10.1f} {peak:>9.0f} ({peak / first_peak:.2f}x)")
+              f"{int(windows) / float(seconds):>10.1f} {peak:>10.0f} ({peak / first_peak:.2f}x) "
+              f"{int(before) / 1024:>18.0f}")
 
 
 if __name__ == "__main__":

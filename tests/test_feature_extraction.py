@@ -172,3 +172,14 @@ def test_an_unreadable_video_is_named_or_recorded(tiny_config, tmp_path, capsys)
     tensors, rows = read_output(tmp_path / "skip")
     assert [r["row"] for r in rows] == ["0", "-1", "1"] and len(tensors["frames"]) == 2
     assert "broken.mp4" in rows[1]["error"] and rows[0]["error"] == "" and rows[2]["error"] == ""
+
+
+def test_inputs_given_as_files_are_extracted_without_labels(tiny_config, tmp_path):
+    demo = DemoDataset.at(Path(load_config(tiny_config.write()).data.val_list).parent)
+    videos = sorted(demo.videos_root.rglob("*.mp4"))[:2]
+    count = extract_features.main(["--config", tiny_config.write(), "--cpu", "--no_progress", "--out",
+                                   str(tmp_path / "f"), "--inputs", *map(str, videos)])
+    tensors, rows = read_output(tmp_path / "f")
+    assert count == 2 and [r["path"] for r in rows] == list(map(str, videos)) and [r["label"] for r in rows] == ["", ""]
+    settings = json.loads((tmp_path / "f" / "extraction.json").read_text())
+    assert settings["inputs"] == list(map(str, videos)) and settings["model"] == "zero-shot ViT-Tiny/16"

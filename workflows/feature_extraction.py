@@ -19,6 +19,7 @@ import csv
 import json
 import logging
 import math
+import os
 import subprocess
 from pathlib import Path
 
@@ -33,7 +34,8 @@ from datasets.decoding import SampleReadError
 from datasets.files import atomic_file
 from datasets.transforms import normalize_on_device
 from utils.distributed import barrier, broadcast_from_main, gather_to_main
-from utils.errors import UnusableFileError
+from utils.errors import UnusableFileError, UsageError
+from workflows.prediction import find_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +98,23 @@ class _Indices(torch.utils.data.Dataset):
         return index
 
 
-def _label_text(label) -> str:
+def write_inputs_list(inputs, path: Path, image_tmpl: str, index_bias: int) -> Path:
+    """A list in the project's format of the video files or the frame folders `inputs` (as tools/predict.py
+    takes them: folders of videos give their videos), each with label 0, as no label is known."""
+    found = find_inputs(inputs, image_tmpl, index_bias)
+    folders = [item for item in found if os.path.isdir(item)]
+    if folders and len(folders) != len(found):
+        raise UsageError("--inputs mixes frame folders and video files; extract them in two runs")
+    if any(len(item.split()) != 1 for item in found):
+        raise UsageError(f"--inputs paths must not contain spaces (list format): {[i for i in found if ' ' in i]}")
+    lines = [f"{item} {sum(1 for e in os.scandir(item) if e.is_file())} 0" if folders else f"{item} 0" for item in found]
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+def _label_text(label, labelled=True) -> str:
+    if not labelled:
+        return ""
     return ";".join(str(int(i)) for i, hot in enumerate(label) if hot) if isinstance(label, tuple) else str(label)
 
 
@@ -148,7 +166,7 @@ def shard_rows(path: Path) -> list:
 
 @torch.no_grad()
 def compute_shard(encoder, header, dataset, indices, *, batch_size, workers, device, autocast, dtype,
-                  skip_unreadable, number, progress) -> bytes:
+                  skip_unreadable, number, progress, labelled=True) -> bytes:
     """The safetensors file of the videos `indices` of `dataset` (a test-mode VideoDataset), as bytes."""
     loader = DataLoader(_Indices(len(dataset)), batch_size=batch_size, sampler=indices, num_workers=workers,
                         collate_fn=_ReadItems(dataset, skip_unreadable))
@@ -163,7 +181,7 @@ def compute_shard(encoder, header, dataset, indices, *, batch_size, workers, dev
         for index, views, error in items:
             record = dataset.records[index]
             row = sum(1 for r in rows if r["row"] >= 0) if error is None else -1
-            rows.append({"path": record.path, "label": _label_text(record.label), "shard": number, "row": row,
+            rows.append({"path": record.path, "label": _label_text(record.label, labelled), "shard": number, "row": row,
                          "views": 0 if error else views.shape[0], "frames": 0 if error else views.shape[1],
                          "error": error or ""})
         progress.update(len(items))
@@ -187,8 +205,9 @@ def write_index(out: Path, shards: int) -> int:
 @torch.no_grad()
 def extract_features(encoder, header, dataset, out, settings: dict, *, shard_size=256, batch_size=8, workers=0,
                      device="cpu", autocast=None, dtype=torch.float32, skip_unreadable=False, rank=0, world_size=1,
-                     progress=True):
+                     progress=True, labelled=True):
     """Writes the shards and the index of every video of `dataset` under `out` (see the module doc).
+    `labelled` False leaves the index's labels empty (inputs given as files, whose list says 0).
 
     On rank 0 returns the number of videos in the index; None elsewhere.
     """
@@ -216,7 +235,8 @@ def extract_features(encoder, header, dataset, out, settings: dict, *, shard_siz
             indices = list(range(number * shard_size, min((number + 1) * shard_size, len(dataset))))
             payload = (number, compute_shard(encoder, header, dataset, indices, batch_size=batch_size,
                                              workers=workers, device=device, autocast=autocast, dtype=dtype,
-                                             skip_unreadable=skip_unreadable, number=number, progress=bar))
+                                             skip_unreadable=skip_unreadable, number=number, progress=bar,
+                                             labelled=labelled))
         for item in gather_to_main(payload) or []:
             if item is not None:
                 with atomic_file(out / shard_name(item[0])) as file:

@@ -128,6 +128,7 @@ def test_a_killed_and_rerun_extraction_ends_with_the_files_of_an_uninterrupted_o
     left = sorted(path.name for path in out.iterdir())
     assert "shard-00000.safetensors" in left and "index.csv" not in left, left
     assert "shard-00001.safetensors" not in left, "the run went on before it could be killed"
+    (out / ".shard-00001.safetensors.k1ll.tmp").write_bytes(b"half a shard")  # as a kill while writing leaves it
     extract_features.main(arguments + ["--out", str(out)])
     assert files_of(out) == files_of(whole)
 

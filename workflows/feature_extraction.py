@@ -170,7 +170,7 @@ def compute_shard(encoder, header, dataset, indices, *, batch_size, workers, dev
     """The safetensors file of the videos `indices` of `dataset` (a test-mode VideoDataset), as bytes."""
     loader = DataLoader(_Indices(len(dataset)), batch_size=batch_size, sampler=indices, num_workers=workers,
                         collate_fn=_ReadItems(dataset, skip_unreadable))
-    parts, rows = {}, []
+    parts, rows, stored = {}, [], 0
     for items in loader:
         readable = [views for _, views, error in items if error is None]
         if readable:
@@ -180,7 +180,8 @@ def compute_shard(encoder, header, dataset, indices, *, batch_size, workers, dev
                 parts.setdefault(name, []).append(value.to("cpu", dtype))
         for index, views, error in items:
             record = dataset.records[index]
-            row = sum(1 for r in rows if r["row"] >= 0) if error is None else -1
+            row = -1 if error else stored
+            stored += error is None
             rows.append({"path": record.path, "label": _label_text(record.label, labelled), "shard": number, "row": row,
                          "views": 0 if error else views.shape[0], "frames": 0 if error else views.shape[1],
                          "error": error or ""})
@@ -216,24 +217,25 @@ def extract_features(encoder, header, dataset, out, settings: dict, *, shard_siz
     done = None
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+        for stale in out.glob(".*.tmp"):  # what a process killed while writing left (see atomic_file)
+            stale.unlink()
         check_settings(out, settings)
         done = done_shards(out)
     done = broadcast_from_main(done)
     todo = [number for number in range(shards) if number not in done]
-    rounds = math.ceil(len(todo) / world_size)
     mine = todo[rank::world_size]
+    videos_of = {number: list(range(number * shard_size, min((number + 1) * shard_size, len(dataset))))
+                 for number in mine}
+    videos = sum(map(len, videos_of.values()))
     logger.info("%s: %d of %d shards done; %d processes compute the other %d (%d videos here)", out, len(done),
-                shards, world_size, len(todo), sum(len(range(n * shard_size, min((n + 1) * shard_size, len(dataset))))
-                                                     for n in mine))
+                shards, world_size, len(todo), videos)
     autocast = autocast or contextlib.nullcontext
-    bar = tqdm(total=sum(min(shard_size, len(dataset) - n * shard_size) for n in mine), desc="features",
-               unit="video", disable=not progress)
-    for round_number in range(rounds):
+    bar = tqdm(total=videos, desc="features", unit="video", disable=not progress)
+    for round_number in range(math.ceil(len(todo) / world_size)):  # every process takes part in every gather
         number = mine[round_number] if round_number < len(mine) else None
         payload = None
         if number is not None:
-            indices = list(range(number * shard_size, min((number + 1) * shard_size, len(dataset))))
-            payload = (number, compute_shard(encoder, header, dataset, indices, batch_size=batch_size,
+            payload = (number, compute_shard(encoder, header, dataset, videos_of[number], batch_size=batch_size,
                                              workers=workers, device=device, autocast=autocast, dtype=dtype,
                                              skip_unreadable=skip_unreadable, number=number, progress=bar,
                                              labelled=labelled))

@@ -1,6 +1,7 @@
 """tools/predict.py --timeline: on a long video made of demo clips of known classes, with a model trained here on
 those classes, the merged segments recover the classes in order with boundaries within one stride; the
-streaming reader decodes the frames the seeking reader decodes; each window is decoded once."""
+streaming reader decodes the frames the seeking reader decodes; each frame is decoded once; the attributes
+fusion reaches every window; mistakes are one-line errors."""
 import csv
 import json
 from types import SimpleNamespace
@@ -13,10 +14,14 @@ from datasets import synthetic
 from datasets.annotations import write_labels_csv, write_list
 from datasets.decoding import PyAVVideo, SampleReadError
 from datasets.streaming import StreamingVideo
+from modules import AttributesHead
 from tests.data_factory import truncate_file, write_video
+from tests.test_attributes_weights import attributes_checkpoint, tiny_clip
 from tests.tiny_run import TinyConfig
-from tools import predict
+from tools import make_demo_data, predict
+from utils.errors import UsageError
 from workflows import timeline as timeline_module
+from workflows.prediction import AttributesFusion
 from workflows.timeline import Window, merge_segments, window_starts
 
 CLASSES = (0, 2, 6)  # moving left, growing, appearing: one class of three demo pairs
@@ -139,3 +144,32 @@ def test_windows_cover_the_video_and_segments_split_halfway_between_centres():
                                                                        (0, 3.5, 5.0, 1)]
     assert segments[0].probability == pytest.approx(0.9)
     assert [(s.label, s.end) for s in merge_segments(windows, 5.0, threshold=0.7)] == [(0, 2.5), (1, 3.5)]
+
+
+def test_timeline_mistakes_are_one_line_errors(long_video, tmp_path, capsys):
+    config, weights, video, _ = long_video
+    with pytest.raises(SystemExit):
+        predict.parse_args(["--config", config, video, "--stride", "1"])
+    assert "--stride goes with --timeline" in capsys.readouterr().err
+    with pytest.raises(UsageError, match="one video file"):
+        predict.main(["--config", config, "--weights", weights, video, video, "--cpu", "--timeline", "2"])
+    with pytest.raises(UsageError, match="--long_classes"):
+        make_demo_data.main(["--long_video", str(tmp_path / "x.mp4"), "--long_classes", "dancing"])
+
+
+def test_attributes_fusion_adds_the_video_attribute_scores_to_every_window(long_video, tmp_path):
+    config, weights, video, truth = long_video
+    model = tiny_clip(1)
+    attributes = attributes_checkpoint(model, AttributesHead(model.config.embed_dim).state_dict(), tmp_path / "a.pt")
+    phrases = tmp_path / "phrases.json"
+    phrases.write_text(json.dumps({video: {"classname_topk": ["growing", "appearing"],
+                                           "classname_topk_scores": [0.3, 0.2]}}))
+    common = ["--config", config, "--weights", weights, video, "--cpu", "--timeline", "3"]
+    plain = predict.main(common)
+    fused = predict.main([*common, "--attributes_weights", attributes, "--attributes", str(phrases),
+                          "--fusion_weights", "0.6", "0.4"])
+    branch = AttributesFusion(attributes, str(phrases), [name for name, *_ in truth]).scores(video)
+    assert len(fused.windows) == len(plain.windows) > 3
+    for one, other in zip(plain.windows, fused.windows):
+        torch.testing.assert_close(other.probabilities, 0.6 * one.probabilities + 0.4 * branch)
+        torch.testing.assert_close(other.scores, 0.6 * one.scores + 0.4 * branch)

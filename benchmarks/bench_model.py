@@ -202,7 +202,7 @@ def measure(args, precision, device, compile_visual, grad_checkpointing, label_s
     return results
 
 
-def openai_reference_line(args, device) -> str:
+def openai_reference_line(args, device) -> tuple:
     """(line, (train, inference) frames/s) of OpenAI's own package on the same visual tower in fp32, or
     (why there is no such line, None)."""
     if clip.open_clip_backbone.is_open_clip_arch(args.arch):

@@ -38,7 +38,7 @@ def main():
 if __name__ == "__main__":
     run_program(main)
 """
-STEP_PAGES = 5 * 64 * (4 << 20) // 4096  # pages a step's tensors cover, 5 steps
+STEP_PAGES = 5 * 64 * (4 << 20) // 4096  # pages the tensors of 5 steps cover; measured: kept 50-8192, default 132k-328k
 
 
 def run(folder, switch, start_method="fork"):
@@ -54,12 +54,12 @@ def test_programs_and_their_workers_reuse_freed_memory_unless_switched_off(tmp_p
     kept = run(tmp_path, "1", start_method="spawn")  # a spawned worker gets the settings from the environment
     assert kept.returncode == 0, kept.stderr
     program, worker = map(int, kept.stdout.split())
-    assert program < STEP_PAGES / 100 and worker < STEP_PAGES / 100, (program, worker)
+    assert program < STEP_PAGES / 20 and worker < STEP_PAGES / 20, (program, worker)
 
     default = run(tmp_path, "0")
     assert default.returncode == 0, default.stderr
     program, worker = map(int, default.stdout.split())
-    assert program > STEP_PAGES / 10 and worker > STEP_PAGES / 10, (program, worker)
+    assert program > STEP_PAGES / 4 and worker > STEP_PAGES / 4, (program, worker)
 
 
 def test_a_wrong_switch_value_is_one_error_line(tmp_path):

@@ -6,8 +6,11 @@ the matmul peak measured in the same process.
     python benchmarks/bench_model.py --arch open_clip:ViT-B-32        # an open_clip model (random init)
 
 The model is BIKE's (CLIP with random weights of the named architecture, Transf + VCS header, text tower
-frozen with its class features computed once). FLOPs are counted by torch's FlopCounterMode on the real
-step, so efficiency = counted FLOPs / seconds / peak.
+frozen with its class features computed once), with the settings the programs use (malloc keeping freed
+memory, `utils.allocator`; SDPA attention; no compile unless asked). FLOPs are counted by torch's
+FlopCounterMode on the real step, so efficiency = counted FLOPs / seconds / peak. The first line is
+measured with glibc's malloc defaults, before the programs' setting is applied; the last compares every
+line with OpenAI's own CLIP package running the same visual tower in fp32.
 """
 import argparse
 import contextlib
@@ -24,11 +27,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import clip  # noqa: E402
 from modules import VideoHeader, text_prompt  # noqa: E402
+from benchmarks import openai_baseline  # noqa: E402
+from benchmarks.step_profile import breakdown  # noqa: E402
 from benchmarks.tensor_memory import TensorMemory  # noqa: E402
+from utils import allocator  # noqa: E402
 from modules.video_clip import VideoEncoder, view_scores  # noqa: E402
-from workflows.training import ClassTexts, freeze_towers, training_step_loss  # noqa: E402
+from workflows.training import ClassTexts, freeze_towers, resolve_precision, training_step_loss  # noqa: E402
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "amp": torch.float16}  # amp: fp16 autocast + GradScaler
 
 
 def synchronize(device):
@@ -67,13 +73,15 @@ class Result:
     train: tuple = None  # (frames/s, FLOP/s)
     inference: tuple = None
     memory: str = ""
+    profile: str = ""
 
     def line(self, peak: float) -> str:
         parts = [f"{self.label:<20}"]
         for name, figures in (("train", self.train), ("inference", self.inference)):
             if figures:
                 parts.append(f"{name} {figures[0]:8.2f} frames/s {100 * figures[1] / peak:5.1f}% of {self.precision} peak")
-        return " | ".join(parts) + self.memory
+        line = " | ".join(parts) + self.memory
+        return line + (f"\n{'':<20}   self time: {self.profile}" if self.profile else "")
 
 
 def state_bytes(*tensors) -> int:
@@ -125,13 +133,14 @@ def build(arch, frames, size, device, compile_visual, grad_checkpointing):
     return model, header, encoder
 
 
-def measure(args, precision, device, compile_visual, grad_checkpointing) -> list:
+def measure(args, precision, device, compile_visual, grad_checkpointing, label_suffix="") -> list:
     model, header, encoder = build(args.arch, args.frames, args.size, device, compile_visual, grad_checkpointing)
     with autocast(precision, device):
         prompts = text_prompt([f"action {i}" for i in range(args.classes)], tokenizer=encoder.tokenize)
         texts = ClassTexts.build(encoder, prompts, True, device, contextlib.nullcontext)
     trainable = [p for p in list(model.parameters()) + list(header.parameters()) if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-5, fused=True)
+    scaler = torch.amp.GradScaler(device.type) if precision == "amp" else None
     frames = torch.randn(args.batch, args.frames, 3, args.size, args.size, device=device)
     labels = torch.arange(args.batch, device=device) % args.classes
 
@@ -140,8 +149,13 @@ def measure(args, precision, device, compile_visual, grad_checkpointing) -> list
             return training_step_loss(encoder, header, frames, labels, texts, "NCE")
 
     def update(loss):
-        loss.backward()
-        optimizer.step()
+        if scaler:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
     def train_step():
@@ -159,6 +173,8 @@ def measure(args, precision, device, compile_visual, grad_checkpointing) -> list
     state = state_bytes(*model.parameters(), *header.parameters(), texts.prompts, texts.eot, texts.tokens,
                         *(t for s in optimizer.state.values() for t in s.values() if torch.is_tensor(t)))
     memory = "" if compile_visual else training_memory(forward, update, state, device)
+    plain = not (compile_visual or grad_checkpointing or label_suffix)
+    profile = f"train: {breakdown(train_step, device)}" if plain else ""
     model.set_grad_checkpointing(False)  # model FLOPs: recomputation is a cost, not useful work
     train_flops = counted_flops(train_step)
     model.set_grad_checkpointing(grad_checkpointing)
@@ -167,10 +183,13 @@ def measure(args, precision, device, compile_visual, grad_checkpointing) -> list
     infer_seconds = timed(inference, device, args.seconds)
     infer_flops = counted_flops(inference)
     clip_count = args.batch * args.frames
-    label = precision + (" + compile" if compile_visual else "") + (" + grad ckpt" if grad_checkpointing else "")
+    if plain:
+        profile += f"; inference: {breakdown(inference, device)}"
+    label = (precision + (" + compile" if compile_visual else "") + (" + grad ckpt" if grad_checkpointing else "")
+             + label_suffix)
     results = [Result(label, precision, (clip_count / train_seconds, train_flops / train_seconds),
-                      (clip_count / infer_seconds, infer_flops / infer_seconds), memory)]
-    if precision != "fp32" and not (compile_visual or grad_checkpointing):
+                      (clip_count / infer_seconds, infer_flops / infer_seconds), memory, profile)]
+    if precision == "bf16" and plain:
         # Inference with the weights themselves in reduced precision: no per-op casts of fp32 weights.
         encoder.to(DTYPES[precision])
         header.to(DTYPES[precision])
@@ -181,6 +200,22 @@ def measure(args, precision, device, compile_visual, grad_checkpointing) -> list
         results.append(Result(precision + " weights", precision,
                               inference=(clip_count / seconds, infer_flops / seconds)))
     return results
+
+
+def openai_reference_line(args, device) -> tuple:
+    """(line, (train, inference) frames/s) of OpenAI's own package on the same visual tower in fp32, or
+    (why there is no such line, None)."""
+    if clip.open_clip_backbone.is_open_clip_arch(args.arch):
+        return "no OpenAI baseline for open_clip models", None
+    frames = torch.randn(args.batch * args.frames, 3, args.size, args.size, device=device)
+    steps = openai_baseline.steps(clip.architectures.architecture(args.arch), frames)
+    if steps is None:
+        root = openai_baseline.reference_root()
+        return f"no OpenAI baseline: the reference package is missing ({openai_baseline.INSTALL.format(root=root)})", None
+    train_step, inference = steps
+    rates = tuple(len(frames) / timed(step, device, args.seconds) for step in (train_step, inference))
+    return (f"{'OpenAI CLIP fp32':<20} | train {rates[0]:8.2f} frames/s | inference {rates[1]:8.2f} frames/s "
+            f"(openai-clip 1.0.1, visual tower alone)", rates)
 
 
 def add_model_arguments(parser: argparse.ArgumentParser):
@@ -196,7 +231,7 @@ def main(argv=None):
     add_model_arguments(parser)
     parser.add_argument("--classes", type=int, default=400, help="class prompts (text features computed once)")
     parser.add_argument("--precisions", nargs="+", default=None, choices=list(DTYPES),
-                        help="default: fp32 and bf16 on CPU, bf16 on GPU")
+                        help="default: fp32 and bf16 on CPU, bf16 on GPU (amp: fp16 autocast, GPU only)")
     parser.add_argument("--compile", action="store_true", help="also measure with torch.compile of the visual tower")
     parser.add_argument("--grad_checkpointing", action="store_true", help="also measure with activation recomputation")
     parser.add_argument("--seconds", type=float, default=8.0, help="minimum timing window per figure")
@@ -208,8 +243,14 @@ def main(argv=None):
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"{args.arch}, {args.frames} frames, batch {args.batch}, {args.size}px, Transf+VCS, text frozen; {name}; "
           f"torch {torch.__version__}")
+    print(f"programs' default precision here: {resolve_precision(None, device)}", flush=True)
     first_peaks = {p: matmul_peak(DTYPES[p], device, args.seconds / 2) for p in precisions}
     results = []
+    if device.type == "cpu" and allocator.enabled():
+        # glibc's defaults first: the programs' malloc setting cannot be undone within a process.
+        print(f"measuring {precisions[-1]} with glibc's malloc defaults ...", flush=True)
+        results += measure(args, precisions[-1], device, False, False, " glibc malloc")
+    print(f"malloc: {'freed memory kept' if allocator.keep_freed_memory() else 'the C library defaults'}", flush=True)
     # Compiled variants last, each followed by a reset: compiled code left behind slowed later eager lines.
     variants = [(False, False)] + [(False, True)] * args.grad_checkpointing + [(True, False)] * args.compile
     for precision in precisions:
@@ -224,6 +265,8 @@ def main(argv=None):
                 torch.compiler.reset()
             if device.type == "cuda":
                 torch.cuda.empty_cache()  # the next variant starts from free memory
+    print("measuring the OpenAI baseline ...", flush=True)
+    baseline, baseline_rates = openai_reference_line(args, device)
     # The ceiling is the best the machine showed, at the start or the end (shared machines drift).
     last_peaks = {p: matmul_peak(DTYPES[p], device, args.seconds / 2) for p in precisions}
     peaks = {p: max(first_peaks[p], last_peaks[p]) for p in precisions}
@@ -231,6 +274,12 @@ def main(argv=None):
                                       f"{last_peaks[p] / 1e9:.0f})" for p in precisions))
     for result in results:
         print(result.line(peaks[result.precision]))
+    print(baseline)
+    if baseline_rates:
+        print("over the OpenAI baseline: " + "; ".join(
+            f"{r.label} " + ", ".join(f"{name} {figures[0] / rate:.2f}x" for name, figures, rate in
+                                      (("train", r.train, baseline_rates[0]), ("inference", r.inference, baseline_rates[1]))
+                                      if figures) for r in results))
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@
 # Every GPU figure of the README's performance table in one run (about 8 minutes on one H100), after the
 # multi-GPU correctness checks of scripts/gpu_smoke.sh (a few minutes; logs in FOLDER/smoke):
 #   bash benchmarks/run_gpu.sh [folder for the logs, default .cache/gpu_bench]
-# ViT-B/16 and ViT-L/14, 8 frames, batch 32, bf16: training step and inference against the in-run matmul
-# peak, activation and peak memory, gradient checkpointing, torch.compile, and end-to-end training with
-# the real data loader on the synthetic MP4s. Each benchmark's output goes to its own log.
+# ViT-B/16 and ViT-L/14, 8 frames, batch 32, bf16 (ViT-B/16 also amp): training step and inference against
+# the in-run matmul peak (the MFU), a profile breakdown, the OpenAI package's speed on the same tower,
+# activation and peak memory, gradient checkpointing, torch.compile, and end-to-end training with the
+# real data loader on the synthetic MP4s. Each benchmark's output goes to its own log.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-.cache/gpu_bench}
@@ -26,7 +27,7 @@ run() {  # run LOG COMMAND...: prints and keeps the output; a failing benchmark 
     nproc
 } 2>&1 | tee "$out/device.txt"
 bash scripts/gpu_smoke.sh "$out/smoke" 2>&1 | tee "$out/smoke.txt"
-run model_b16.txt "$python" benchmarks/bench_model.py --arch ViT-B/16 --batch 32 --seconds 5 --grad_checkpointing
+run model_b16.txt "$python" benchmarks/bench_model.py --arch ViT-B/16 --batch 32 --seconds 5 --precisions bf16 amp --grad_checkpointing
 run train_b16.txt "$python" benchmarks/bench_train.py --arch ViT-B/16 --batch 32 --workers "$workers" --steps 40 --warmup 5
 # The original implementation always recomputes activations: compare its memory figures with the grad ckpt lines.
 run model_l14.txt "$python" benchmarks/bench_model.py --arch ViT-L/14 --batch 32 --seconds 5 --grad_checkpointing

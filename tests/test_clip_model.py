@@ -136,6 +136,26 @@ def test_forward_matches_plain_tensor_math(shape_name):
     assert tokens.shape == (len(TEXTS), 77, TINY_SHAPES[shape_name]["embed_dim"])
 
 
+@pytest.mark.parametrize("shape_name", ["vit-patch8", "vit-patch16"])
+def test_patch_embedding_matmul_trains_as_openai_convolution(shape_name, openai_reference):
+    """The patch embedding is a matmul, not `conv1`: the image features and every visual gradient
+    (conv1.weight's above all) must still be those of OpenAI's convolution."""
+    shape = TINY_SHAPES[shape_name]
+    reference = openai_model(openai_reference, shape).train()
+    model = CLIP(CLIPConfig(**shape)).train()
+    model.load_state_dict(reference.state_dict())
+    resolution = shape["image_resolution"]
+    images, upstream = torch.randn(3, 3, resolution, resolution), torch.randn(3, shape["embed_dim"])
+    features = {}
+    for name, network in (("ours", model), ("openai", reference)):
+        features[name] = network.encode_image(images)
+        (features[name] * upstream).sum().backward()
+    torch.testing.assert_close(features["ours"], features["openai"], atol=2e-5, rtol=1e-4)
+    theirs = dict(reference.visual.named_parameters())
+    for key, parameter in model.visual.named_parameters():
+        torch.testing.assert_close(parameter.grad, theirs[key].grad, atol=2e-5, rtol=1e-4, msg=key)
+
+
 @pytest.mark.parametrize("causal", [False, True])
 def test_sdpa_attention_equals_explicit_softmax_attention(causal):
     torch.manual_seed(2)

@@ -14,6 +14,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from utils.allocator import keep_freed_memory
 from utils.errors import report_user_errors
 
 logger = logging.getLogger(__name__)
@@ -189,11 +190,12 @@ def end_job(status):
 
 
 def run_program(main):
-    """Runs an entry point's `main()`: leaves the process group after a success; a user error ends the
+    """Runs an entry point's `main()` with malloc keeping freed memory (`utils.allocator`): leaves the process group after a success; a user error ends the
     program with one `error: ...` line (`report_user_errors`); after any other exception in a job of
     several processes, ends this process at once (`abort_job`), so the job fails promptly. Returns what
     `main` returns."""
     try:
+        report_user_errors(keep_freed_memory)
         result = report_user_errors(main)
     except SystemExit as exit_request:
         if exit_request.code not in (None, 0) and world_size() > 1:

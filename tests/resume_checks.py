@@ -4,10 +4,18 @@ Every epoch is re-seeded, so a run that ignored `resume=` and trained again from
 the same losses: the checks look at what the resumed run started from instead.
 """
 import copy
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import torch
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 class EpochRecorder:
@@ -49,3 +57,35 @@ def assert_resumed(recorder: EpochRecorder, checkpoint: dict, log_text: str, epo
             torch.testing.assert_close(recorder.optimizer_state["state"][key][name], value, msg=f"{key} {name}")
     assert [g["lr"] for g in recorder.optimizer_state["param_groups"]] == [g["lr"] for g in saved_optimizer["param_groups"]]
     assert recorder.scheduler_state["last_epoch"] == checkpoint["scheduler_state_dict"]["last_epoch"] > 0
+
+
+def kill_when_logged(program: str, arguments: list, log_file: Path, pattern: str, timeout: float = 300):
+    """Runs `program` (a path in the repository) in a subprocess and kills it with SIGKILL as soon as its
+    log matches `pattern`; fails if it ends first."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), CUDA_VISIBLE_DEVICES="")
+    process = subprocess.Popen([sys.executable, str(REPO / program), *arguments], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        if log_file.exists() and re.search(pattern, log_file.read_text()):
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    _, errors = process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGKILL, f"{program} ended ({process.returncode}) before {pattern!r} " \
+                                                  f"was logged: {errors.decode()[-2000:]}"
+
+
+def assert_same_tensors(final: dict, reference: dict, keys):
+    """Every tensor under `keys` (state dicts, the optimizer's per-parameter state) is bit-identical."""
+    for key in keys:
+        if key == "optimizer_state_dict":
+            first, second = final[key]["state"], reference[key]["state"]
+            pairs = {f"{index}.{name}": (first[index][name], value)
+                     for index, state in second.items() for name, value in state.items()}
+            assert first.keys() == second.keys(), key
+        else:
+            pairs = {name: (final[key][name], value) for name, value in reference[key].items()}
+            assert final[key].keys() == reference[key].keys(), key
+        differing = [name for name, (ours, theirs) in pairs.items() if not torch.equal(ours, theirs)]
+        assert not differing, f"{len(differing)} of {len(pairs)} tensors of {key} differ: {differing[:5]}"

@@ -24,6 +24,7 @@ class EpochRecorder:
     def __init__(self, train_one_epoch):
         self.train_one_epoch = train_one_epoch
         self.epochs, self.optimizer_state, self.scheduler_state = [], None, None
+        self.rates = {}  # epoch -> the learning rates of each group at each optimizer step
 
     def __call__(self, encoder, header, loader, optimizer, scheduler, *args, **kwargs):
         epoch = args[3]  # (scaler, texts, config, epoch, ...)
@@ -31,7 +32,12 @@ class EpochRecorder:
             self.optimizer_state = copy.deepcopy(optimizer.state_dict())
             self.scheduler_state = copy.deepcopy(scheduler.state_dict())
         self.epochs.append(epoch)
-        return self.train_one_epoch(encoder, header, loader, optimizer, scheduler, *args, **kwargs)
+        rates = self.rates.setdefault(epoch, [])
+        hook = optimizer.register_step_pre_hook(lambda o, *_: rates.append([g["lr"] for g in o.param_groups]))
+        try:
+            return self.train_one_epoch(encoder, header, loader, optimizer, scheduler, *args, **kwargs)
+        finally:
+            hook.remove()
 
 
 def keeping_each_epoch(save_training_checkpoint):

@@ -67,8 +67,8 @@ class EpochSchedule(torch.optim.lr_scheduler.LambdaLR):
     def start_at(self, epoch: float):
         """Moves the schedule to `epoch` (the next step's rates are those of that epoch)."""
         self.origin, self.last_epoch = float(epoch), 0
-        for group, rate in zip(self.optimizer.param_groups, self.get_lr()):
-            group["lr"] = rate
+        for group, base, factor in zip(self.optimizer.param_groups, self.base_lrs, self.lr_lambdas):
+            group["lr"] = base * factor(0)
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     def load_state_dict(self, state_dict):

@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -65,21 +64,15 @@ def assert_resumed(recorder: EpochRecorder, checkpoint: dict, log_text: str, epo
     assert recorder.scheduler_state["last_epoch"] == checkpoint["scheduler_state_dict"]["last_epoch"] > 0
 
 
-def kill_when_logged(program: str, arguments: list, log_file: Path, pattern: str, timeout: float = 300):
-    """Runs `program` (a path in the repository) in a subprocess and kills it with SIGKILL as soon as its
-    log matches `pattern`; fails if it ends first."""
+def killed_mid_run(program: str, arguments: list, pattern: str, timeout: float = 600):
+    """Runs `program` (a path in the repository) in a subprocess that kills itself with SIGKILL when it logs
+    a line matching `pattern` (tests/killed_at_log_line.py); fails if it ends otherwise."""
     env = dict(os.environ, PYTHONPATH=str(REPO), CUDA_VISIBLE_DEVICES="")
-    process = subprocess.Popen([sys.executable, str(REPO / program), *arguments], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + timeout
-    while process.poll() is None and time.monotonic() < deadline:
-        if log_file.exists() and re.search(pattern, log_file.read_text()):
-            process.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    _, errors = process.communicate(timeout=60)
-    assert process.returncode == -signal.SIGKILL, f"{program} ended ({process.returncode}) before {pattern!r} " \
-                                                  f"was logged: {errors.decode()[-2000:]}"
+    finished = subprocess.run([sys.executable, str(REPO / "tests" / "killed_at_log_line.py"), pattern,
+                               str(REPO / program), *arguments], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, timeout=timeout)
+    assert finished.returncode == -signal.SIGKILL, (f"{program} ended ({finished.returncode}) without logging "
+                                                    f"{pattern!r}: {finished.stderr.decode()[-2000:]}")
 
 
 def assert_same_tensors(final: dict, reference: dict, keys):

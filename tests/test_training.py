@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import clip
 import train as train_program
 from tests.resume_checks import (EpochRecorder, assert_resumed, assert_same_tensors, keeping_each_epoch,
-                                 kill_when_logged)
+                                 killed_mid_run)
 from tests.tiny_run import TinyConfig
 from workflows import training
 from utils.config import build_config, load_config
@@ -101,7 +101,7 @@ def test_a_run_killed_mid_epoch_and_resumed_ends_bit_identical_to_an_uninterrupt
     train_program.main(["--config", config, "--log_time", "whole", "--cpu", "--no_progress"])
     interrupted = tiny_config.run_folder("killed")
     arguments = ["--config", config, "--log_time", "killed", "--cpu", "--no_progress"]
-    kill_when_logged("train.py", arguments, interrupted / "log.txt", r"epoch 2/2 \[2/4\]")
+    killed_mid_run("train.py", arguments, r"epoch 2/2 \[2/4\]")
     assert torch.load(interrupted / "last_model.pt", weights_only=True)["epoch"] == 0
 
     train_program.main(arguments + [f"resume={interrupted / 'last_model.pt'}"])

@@ -17,7 +17,7 @@ from modules.video_clip import VideoEncoder
 from utils.checkpoint import HEADER_KEY, read_attributes_checkpoint, read_checkpoint
 from utils.config import ConfigError
 from utils.distributed import all_gather_no_grad
-from utils.logger import epoch_label
+from utils.logger import Progress, epoch_label
 from utils.losses import symmetric_loss
 from workflows.evaluation import evaluation_loader, gather_in_list_order, score_metrics
 from workflows.fusion import DEFAULT_FUSION_WEIGHTS, evaluate_fusion
@@ -127,7 +127,10 @@ class AttributesBranch:
         order = torch.randperm(len(sentences), generator=generator)[: self.steps * self.batch_size]
         self.train_head.train()
         total = 0.0
-        for step, batch in enumerate(order.to(sentences.device).view(self.steps, self.batch_size)):
+        label = f"{epoch_label(epoch, self.config.solver.epochs)} attributes"
+        progress = Progress(order.to(sentences.device).view(self.steps, self.batch_size), self.steps, label,
+                            self.config.logging.print_freq, bars=False)
+        for step, batch in enumerate(progress):
             group_size = min(accumulation, self.steps - step // accumulation * accumulation)
             with self.autocast():
                 logit_scale = self.encoder.clip.logit_scale.exp()
@@ -144,6 +147,7 @@ class AttributesBranch:
                 if scheduler is not None:
                     scheduler.step()
             total += loss.item()
+            progress.update(loss=loss.item(), lr=optimizer.param_groups[-1]["lr"])
         logger.info("%s: attributes branch mean loss %.4f", epoch_label(epoch, self.config.solver.epochs),
                     total / self.steps)
         return total / self.steps

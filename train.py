@@ -25,7 +25,7 @@ from workflows.evaluation import evaluation_loader, predict, score_metrics
 from utils.logger import counted, epoch_label, setup_logging
 from utils.solver import build_optimizer, build_scheduler
 from workflows.training import (PRECISION_HELP, PRECISIONS, ClassTexts, autocast_for, build_clip, freeze_towers,
-                            resolve_precision, resume_training, save_training_checkpoint, seed_everything,
+                            resolve_precision, save_training_checkpoint, seed_everything, starting_point,
                             train_one_epoch)
 
 logger = logging.getLogger("bike")
@@ -136,11 +136,7 @@ def main(argv=None):
     steps_per_epoch = math.ceil(len(train_loader) / config.solver.grad_accumulation_steps)
     scheduler = build_scheduler(optimizer, config.solver, steps_per_epoch)
     scaler = torch.amp.GradScaler("cuda") if precision == "amp" else None
-    first_epoch, best_score = config.solver.start_epoch, 0.0
-    if config.resume:
-        first_epoch, best_score = resume_training(config.resume, clip_model, header, optimizer, scheduler, scaler)
-        logger.info("resumed from %s: %d of %d epochs done (best so far %.3f)", config.resume, first_epoch,
-                    config.solver.epochs, best_score)
+    first_epoch, best_score = starting_point(config, clip_model, header, optimizer, scheduler, scaler)
 
     encoder = VideoEncoder(clip_model)
     texts = ClassTexts.build(encoder, text_prompt(train_set.class_names, tokenizer=encoder.tokenize),

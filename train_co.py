@@ -41,7 +41,7 @@ from workflows.evaluation import evaluation_loader
 from utils.logger import counted, epoch_label, setup_logging
 from utils.solver import build_optimizer, build_scheduler
 from workflows.training import (ClassTexts, autocast_for, build_clip, freeze_towers, resolve_precision,
-                                resume_training, save_training_checkpoint, seed_everything, train_one_epoch,
+                                save_training_checkpoint, seed_everything, starting_point, train_one_epoch,
                                 training_checkpoint)
 
 logger = logging.getLogger("bike")
@@ -150,11 +150,7 @@ def train_attributes(config, ctx, precision, autocast, work_dir):
     optimizer = build_optimizer(config.solver, clip_model, [head])
     scheduler = build_scheduler(optimizer, config.solver, branch.optimizer_steps)
     scaler = torch.amp.GradScaler("cuda") if precision == "amp" else None
-    first_epoch, best_score = config.solver.start_epoch, 0.0
-    if config.resume:
-        first_epoch, best_score = resume_training(config.resume, clip_model, head, optimizer, scheduler, scaler)
-        logger.info("resumed from %s: %d of %d epochs done (best so far %.3f)", config.resume, first_epoch,
-                    config.solver.epochs, best_score)
+    first_epoch, best_score = starting_point(config, clip_model, head, optimizer, scheduler, scaler)
     logger.info("attributes branch: the head and the logit scale learn, %s of batch %d per epoch",
                 counted(branch.optimizer_steps, "optimizer step", "optimizer steps"), config.data.batch_size)
     if config.solver.evaluate:
@@ -194,16 +190,13 @@ def train_jointly(args, config, ctx, precision, autocast, work_dir, show_progres
     scheduler = build_scheduler(optimizer, config.solver,
                                 math.ceil(len(train_loader) / config.solver.grad_accumulation_steps))
     scaler = torch.amp.GradScaler("cuda") if precision == "amp" else None
-    first_epoch, best_score = config.solver.start_epoch, 0.0
+    first_epoch, best_score = starting_point(config, clip_model, header, optimizer, scheduler, scaler)
     if config.resume:
-        first_epoch, best_score = resume_training(config.resume, clip_model, header, optimizer, scheduler, scaler)
         resumed_head = load_attributes_head(config.resume, clip_model.config.embed_dim)
         if resumed_head is None:
             raise WeightsMismatchError(f"resume={config.resume} holds no '{ATTRIBUTES_HEAD_KEY}': "
-                                       "not a train_co.py checkpoint")
+                                       "not a train_co.py --branch joint checkpoint")
         head.load_state_dict(resumed_head.state_dict())
-        logger.info("resumed from %s: %d of %d epochs done (best so far %.3f)", config.resume, first_epoch,
-                    config.solver.epochs, best_score)
 
     encoder = VideoEncoder(clip_model)
     texts = ClassTexts.build(encoder, text_prompt(train_set.class_names, tokenizer=encoder.tokenize),

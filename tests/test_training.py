@@ -149,7 +149,7 @@ def test_the_resume_checks_fail_when_resume_is_ignored(two_epochs, monkeypatch):
     def ignore(path, clip_model, header, optimizer, scheduler, scaler):
         return 0, 0.0
 
-    monkeypatch.setattr(train_program, "resume_training", ignore)
+    monkeypatch.setattr(training, "resume_training", ignore)
     recorder, checkpoint, log, _ = resumed_run(two_epochs, monkeypatch, "ignored")
     with pytest.raises(AssertionError, match="trained epochs"):
         assert_resumed(recorder, checkpoint, log, epochs=2)

@@ -21,6 +21,7 @@ from utils.logger import Progress, epoch_label
 from utils.losses import symmetric_loss
 from workflows.evaluation import evaluation_loader, gather_in_list_order, score_metrics
 from workflows.fusion import DEFAULT_FUSION_WEIGHTS, evaluate_fusion
+from workflows.training import step_optimizer
 
 logger = logging.getLogger(__name__)
 
@@ -138,12 +139,7 @@ class AttributesBranch:
                                             self.config.solver.loss_type)
             (scaler.scale(loss / group_size) if scaler else loss / group_size).backward()
             if (step + 1) % accumulation == 0 or step + 1 == self.steps:
-                if scaler:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+                step_optimizer(optimizer, scaler)
                 if scheduler is not None:
                     scheduler.step()
             total += loss.item()

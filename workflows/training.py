@@ -153,6 +153,16 @@ def gradient_sync(modules, sync: bool):
     return stack
 
 
+def step_optimizer(optimizer, scaler):
+    """One optimizer step (through the gradient scaler under amp); the gradients are cleared."""
+    if scaler:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def train_one_epoch(encoder, header, loader, optimizer, scheduler, scaler, texts: ClassTexts, config,
                     epoch: int, device, autocast, show_progress: bool = True, writer=None) -> float:
     """One pass over `loader`; returns the mean loss. Steps the schedule after every optimizer step.
@@ -180,12 +190,7 @@ def train_one_epoch(encoder, header, loader, optimizer, scheduler, scaler, texts
                                          "the weights are corrupted (lower solver.lr or use fp32)")
             (scaler.scale(loss / group_size) if scaler else loss / group_size).backward()
         if optimizer_step:
-            if scaler:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            step_optimizer(optimizer, scaler)
             scheduler.step()
         elapsed = time.monotonic() - end
         total_loss += loss_value
@@ -249,3 +254,14 @@ def resume_training(path, clip_model, header, optimizer, scheduler, scaler):
     if scaler and checkpoint.get("scaler_state_dict"):
         scaler.load_state_dict(checkpoint["scaler_state_dict"])
     return first_epoch, checkpoint.get("best_score") or 0.0
+
+
+def starting_point(config, clip_model, header, optimizer, scheduler, scaler):
+    """(first epoch, best score) of a run: `solver.start_epoch` and 0, or where the `resume` checkpoint
+    left off (restored by `resume_training`, logged)."""
+    if not config.resume:
+        return config.solver.start_epoch, 0.0
+    first_epoch, best_score = resume_training(config.resume, clip_model, header, optimizer, scheduler, scaler)
+    logger.info("resumed from %s: %d of %d epochs done (best so far %.3f)", config.resume, first_epoch,
+                config.solver.epochs, best_score)
+    return first_epoch, best_score

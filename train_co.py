@@ -55,7 +55,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Every other argument is train.py's: see python train.py --help.")
     parser.add_argument("--fusion_weights", type=float, nargs=2, default=DEFAULT_FUSION_WEIGHTS,
-                        metavar=("VIDEO", "ATTRIBUTES"), help="weights of the fused scores (default 0.7 0.3)")
+                        metavar=("VIDEO", "ATTRIBUTES"),
+                        help="--branch joint: weights of the fused validation scores (default 0.7 0.3)")
     parser.add_argument("--branch", choices=BRANCHES, default="attributes",
                         help="attributes: the attributes branch alone, the original's train_attributes.py recipe "
                              "(default); joint: the video and attributes branches in one run (fused validation)")

@@ -1,5 +1,6 @@
 """Training: the NCE loss as the original defines it, schedules, frozen towers, and resume after a kill."""
 import contextlib
+import re
 from pathlib import Path
 
 import pytest

@@ -10,10 +10,11 @@ import torch
 import yaml
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader, DistributedSampler
 
 from clip import arch_folder_name
 from datasets.build import build_dataset
+from datasets.seeded import SeededSampler, SeededSamples
 from modules import VideoHeader, text_prompt
 from modules.video_clip import VideoEncoder, class_features
 from utils.checkpoint import load_bike_weights
@@ -24,7 +25,7 @@ from workflows.evaluation import evaluation_loader, predict, score_metrics
 from utils.logger import counted, epoch_label, setup_logging
 from utils.solver import build_optimizer, build_scheduler
 from workflows.training import (PRECISION_HELP, PRECISIONS, ClassTexts, autocast_for, build_clip, freeze_towers,
-                            resolve_precision, resume_training, save_training_checkpoint, seed_everything,
+                            resolve_precision, save_training_checkpoint, seed_everything, starting_point,
                             train_one_epoch)
 
 logger = logging.getLogger("bike")
@@ -59,25 +60,25 @@ def run_folder(config, requested, distributed: bool) -> Path:
 
 
 def train_loader_for(dataset, config, ctx) -> DataLoader:
-    """Shuffled, drop-last batches; the order depends only on the seed and the epoch (see `start_epoch`)."""
-    generator = torch.Generator()
-    sampler = (DistributedSampler(dataset, ctx.world_size, ctx.rank, shuffle=True, seed=config.seed)
-               if ctx.distributed else RandomSampler(dataset, generator=generator))
+    """Shuffled, drop-last batches; the order and every sample's random numbers depend only on the seed,
+    the epoch and the rank (see `start_epoch`), whichever worker loads them, so a resumed epoch repeats."""
     if len(dataset) < config.data.batch_size * ctx.world_size:
         raise ConfigError(f"{config.data.train_list}: {len(dataset)} training videos is fewer than one batch "
                           f"(data.batch_size {config.data.batch_size} x {ctx.world_size} processes)")
-    return DataLoader(dataset, batch_size=config.data.batch_size, sampler=sampler, drop_last=True,
+    # A DistributedSampler with explicit replicas needs no process group: one process shuffles the same way.
+    sampler = SeededSampler(DistributedSampler(dataset, ctx.world_size, ctx.rank, shuffle=True, seed=config.seed),
+                            config.seed, ctx.rank)
+    # The loader's own generator: the worker seed it draws once must not move the global one (dropout).
+    return DataLoader(SeededSamples(dataset), batch_size=config.data.batch_size, sampler=sampler, drop_last=True,
                       num_workers=config.data.workers,
                       pin_memory=ctx.device.type == "cuda" and config.data.decode_device == "cpu",
-                      persistent_workers=config.data.workers > 0, generator=generator)
+                      persistent_workers=config.data.workers > 0, generator=torch.Generator())
 
 
 def start_epoch(loader: DataLoader, seed: int, rank: int, epoch: int):
     """Re-seeds everything random for `epoch`, so a resumed run repeats an uninterrupted one exactly."""
     seed_everything(seed + 1000 * epoch + rank)
-    loader.generator.manual_seed(seed + epoch)
-    if isinstance(loader.sampler, DistributedSampler):
-        loader.sampler.set_epoch(epoch)
+    loader.sampler.set_epoch(epoch)
 
 
 def build_models(config, device):
@@ -136,11 +137,7 @@ def main(argv=None):
     steps_per_epoch = math.ceil(len(train_loader) / config.solver.grad_accumulation_steps)
     scheduler = build_scheduler(optimizer, config.solver, steps_per_epoch)
     scaler = torch.amp.GradScaler("cuda") if precision == "amp" else None
-    first_epoch, best_score = config.solver.start_epoch, 0.0
-    if config.resume:
-        first_epoch, best_score = resume_training(config.resume, clip_model, header, optimizer, scheduler, scaler)
-        logger.info("resumed from %s: %d of %d epochs done (best so far %.3f)", config.resume, first_epoch,
-                    config.solver.epochs, best_score)
+    first_epoch, best_score = starting_point(config, clip_model, header, optimizer, scheduler, scaler)
 
     encoder = VideoEncoder(clip_model)
     texts = ClassTexts.build(encoder, text_prompt(train_set.class_names, tokenizer=encoder.tokenize),

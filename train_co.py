@@ -1,10 +1,19 @@
-"""Co-train BIKE's video branch and attributes branch: `python train_co.py --config CFG [options] [key.sub=value ...]`.
+"""Train BIKE's attributes branch: `python train_co.py --config CFG [options] [key.sub=value ...]`.
 
-Takes train.py's options plus `--fusion_weights VIDEO ATTRIBUTES` (default 0.7 0.3). The config names the
-generated attributes (data.attributes_train_path, data.attributes_val_path; tools/generate_attributes.py
-makes them) and data.select_topk_attributes. Each epoch trains the video branch as train.py does, then
-the attributes head; validation reports the video, attributes and fused top-1/top-5 and the best fusion
-weight on the validation set. Checkpoints hold both heads (the head under 'attributes_head_state_dict');
+Takes train.py's options plus `--branch` and `--fusion_weights VIDEO ATTRIBUTES` (default 0.7 0.3). The
+config names the generated attributes (data.attributes_train_path, data.attributes_val_path;
+tools/generate_attributes.py makes them) and data.select_topk_attributes.
+
+--branch attributes (default), the original's train_attributes.py recipe: the attributes head and CLIP's
+logit scale learn from the attribute sentences against the class prompts (frozen text tower), with the
+optimizer, warm-up and schedule of train.py, under the run's precision; validation reports the branch's
+top-1/top-5; model_best.pt is the best top-1. Its checkpoints have the original's layout (the head is
+'fusion_model_state_dict'): test.py fuses one with a video checkpoint through --attributes_weights.
+scripts/run_co_train.sh runs train.py and then this, as the original's script does.
+
+--branch joint: each epoch trains the video branch as train.py does, then a pass of the attributes head;
+validation reports the video, attributes and fused top-1/top-5 and the best fusion weight on the
+validation set. Checkpoints hold both heads (the attributes head under 'attributes_head_state_dict');
 model_best.pt is the best fused top-1.
 """
 import argparse
@@ -25,36 +34,41 @@ from modules import AttributesHead, text_prompt
 from modules.video_clip import VideoEncoder
 from workflows.attributes_branch import ATTRIBUTES_HEAD_KEY, AttributesBranch, load_attributes_head
 from workflows.fusion import DEFAULT_FUSION_WEIGHTS, evaluate_fusion
-from utils.checkpoint import save_atomically
+from utils.checkpoint import load_bike_weights, save_atomically
 from utils.config import DATA_FILE_KEYS, check_files, load_config
 from utils.distributed import init_distributed, run_program
 from workflows.evaluation import evaluation_loader
 from utils.logger import counted, epoch_label, setup_logging
 from utils.solver import build_optimizer, build_scheduler
-from workflows.training import (ClassTexts, autocast_for, resolve_precision, resume_training, train_one_epoch,
-                            training_checkpoint)
+from workflows.training import (ClassTexts, autocast_for, build_clip, freeze_towers, resolve_precision,
+                                save_training_checkpoint, seed_everything, starting_point, train_one_epoch,
+                                training_checkpoint)
 
 logger = logging.getLogger("bike")
 
 ATTRIBUTE_FILE_KEYS = ("data.attributes_train_path", "data.attributes_val_path")
+BRANCHES = ("attributes", "joint")
 
 
 def parse_args(argv=None):
-    """train.py's arguments plus --fusion_weights."""
+    """train.py's arguments plus --branch and --fusion_weights."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Every other argument is train.py's: see python train.py --help.")
     parser.add_argument("--fusion_weights", type=float, nargs=2, default=DEFAULT_FUSION_WEIGHTS,
-                        metavar=("VIDEO", "ATTRIBUTES"), help="weights of the fused scores (default 0.7 0.3)")
+                        metavar=("VIDEO", "ATTRIBUTES"),
+                        help="--branch joint: weights of the fused validation scores (default 0.7 0.3)")
+    parser.add_argument("--branch", choices=BRANCHES, default="attributes",
+                        help="attributes: the attributes branch alone, the original's train_attributes.py recipe "
+                             "(default); joint: the video and attributes branches in one run (fused validation)")
     own, rest = parser.parse_known_args(argv)
     args = video_training.parse_args(rest)
-    args.fusion_weights = tuple(own.fusion_weights)
+    args.fusion_weights, args.branch = tuple(own.fusion_weights), own.branch
     return args
 
 
 def build_models(config, device):
     """train.py's CLIP and video header (the same on every rank), and the attributes head, initialised from
-    `pretrain` when it holds one. The head stays in float32 whatever the precision: it is tiny and reads
-    float32 features."""
+    `pretrain` when it holds one (--branch joint)."""
     clip_model, header = video_training.build_models(config, device)
     head = AttributesHead(clip_model.config.embed_dim)
     if config.pretrain:
@@ -64,6 +78,23 @@ def build_models(config, device):
         logger.info("attributes head %s", f"from {config.pretrain}" if pretrained_head else
                     f"newly initialised ({config.pretrain} holds none)")
     return clip_model, header, head.to(device)
+
+
+def build_attributes_models(config, device):
+    """CLIP and the attributes head (--branch attributes), from `pretrain` when set: an attributes checkpoint,
+    whose 'fusion_model_state_dict' is the head, as the original's train_attributes.py saves it.
+
+    Only the head and CLIP's logit scale learn: the original freezes the text tower, and the image tower
+    gets no gradient from sentences.
+    """
+    seed_everything(config.seed)
+    clip_model = build_clip(config)
+    head = AttributesHead(clip_model.config.embed_dim)
+    if config.pretrain:
+        load_bike_weights(config.pretrain, clip_model, head)
+        logger.info("initialised from %s", config.pretrain)
+    freeze_towers(clip_model, fix_text=True, fix_video=True)
+    return clip_model.to(device), head.to(device)
 
 
 def distributed(module, ctx):
@@ -93,16 +124,65 @@ def main(argv=None):
     if ctx.is_main:
         shutil.copy(args.config, work_dir / Path(args.config).name)
         (work_dir / "config_resolved.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    logger.info("co-training in %s; %s on %s; precision %s; fusion weights %s", work_dir,
+    logger.info("%s branch training in %s; %s on %s; precision %s; fusion weights %s", args.branch, work_dir,
                 counted(ctx.world_size, "process", "processes"), ctx.device, precision, args.fusion_weights)
     show_progress = ctx.is_main and not args.no_progress
 
+    if args.branch == "attributes":
+        return train_attributes(config, ctx, precision, autocast, work_dir)
+    return train_jointly(args, config, ctx, precision, autocast, work_dir, show_progress)
+
+
+def sentence_sets(config, train_set, val_set, tokenizer):
+    """The AttributesDatasets of the training and validation lists."""
+    topk = config.data.select_topk_attributes or DEFAULT_TOPK
+    return (AttributesDataset(train_set, config.data.attributes_train_path, topk, tokenizer),
+            AttributesDataset(val_set, config.data.attributes_val_path, topk, tokenizer))
+
+
+def train_attributes(config, ctx, precision, autocast, work_dir):
+    """--branch attributes: returns the last validation result (None when no epoch ran)."""
+    clip_model, head = build_attributes_models(config, ctx.device)
+    train_sentences, val_sentences = sentence_sets(config, build_dataset(config, "train"),
+                                                   build_dataset(config, "val"), getattr(clip_model, "tokenizer", None))
+    encoder = VideoEncoder(clip_model)
+    branch = AttributesBranch(encoder, head, distributed(head, ctx), train_sentences, val_sentences, True, config,
+                              ctx, autocast)
+    optimizer = build_optimizer(config.solver, clip_model, [head])
+    scheduler = build_scheduler(optimizer, config.solver, branch.optimizer_steps)
+    scaler = torch.amp.GradScaler("cuda") if precision == "amp" else None
+    first_epoch, best_score = starting_point(config, clip_model, head, optimizer, scheduler, scaler)
+    logger.info("attributes branch: the head and the logit scale learn, %s of batch %d per epoch",
+                counted(branch.optimizer_steps, "optimizer step", "optimizer steps"), config.data.batch_size)
+    if config.solver.evaluate:
+        result = branch.validate()
+        logger.info("attributes branch: %s", result.summary())
+        return result
+    result = None
+    for epoch in range(first_epoch, config.solver.epochs):
+        branch.train_epoch(optimizer, epoch, scheduler, scaler)
+        is_best = False
+        if (epoch + 1) % config.logging.eval_freq == 0 or epoch + 1 == config.solver.epochs:
+            result = branch.validate()
+            is_best = result.top1 > best_score
+            best_score = max(result.top1, best_score)
+            logger.info("%s attributes validation: %s (best %.3f)", epoch_label(epoch, config.solver.epochs),
+                        result.summary(), best_score)
+        if ctx.is_main:
+            state = dict(epoch=epoch, clip_model=clip_model, header=head, optimizer=optimizer, scheduler=scheduler,
+                         scaler=scaler, best_score=best_score, config=config)
+            save_training_checkpoint(work_dir / "last_model.pt", **state)
+            if is_best:
+                save_training_checkpoint(work_dir / "model_best.pt", **state)
+    logger.info("finished: best attributes validation Prec@1 %.3f; checkpoints in %s", best_score, work_dir)
+    return result
+
+
+def train_jointly(args, config, ctx, precision, autocast, work_dir, show_progress):
+    """--branch joint: returns the last FusionReport (None when no epoch ran)."""
     clip_model, header, head = build_models(config, ctx.device)
     train_set, val_set = build_dataset(config, "train"), build_dataset(config, "val")
-    topk = config.data.select_topk_attributes or DEFAULT_TOPK
-    tokenizer = getattr(clip_model, "tokenizer", None)  # open_clip models bring their own
-    train_sentences = AttributesDataset(train_set, config.data.attributes_train_path, topk, tokenizer)
-    val_sentences = AttributesDataset(val_set, config.data.attributes_val_path, topk, tokenizer)
+    train_sentences, val_sentences = sentence_sets(config, train_set, val_set, getattr(clip_model, "tokenizer", None))
     train_loader = video_training.train_loader_for(train_set, config, ctx)
     val_loader = evaluation_loader(val_set, config.data.batch_size, config.data.workers, ctx.rank, ctx.world_size,
                                    device=ctx.device)
@@ -111,16 +191,13 @@ def main(argv=None):
     scheduler = build_scheduler(optimizer, config.solver,
                                 math.ceil(len(train_loader) / config.solver.grad_accumulation_steps))
     scaler = torch.amp.GradScaler("cuda") if precision == "amp" else None
-    first_epoch, best_score = config.solver.start_epoch, 0.0
+    first_epoch, best_score = starting_point(config, clip_model, header, optimizer, scheduler, scaler)
     if config.resume:
-        first_epoch, best_score = resume_training(config.resume, clip_model, header, optimizer, scheduler, scaler)
         resumed_head = load_attributes_head(config.resume, clip_model.config.embed_dim)
         if resumed_head is None:
             raise WeightsMismatchError(f"resume={config.resume} holds no '{ATTRIBUTES_HEAD_KEY}': "
-                                       "not a train_co.py checkpoint")
+                                       "not a train_co.py --branch joint checkpoint")
         head.load_state_dict(resumed_head.state_dict())
-        logger.info("resumed from %s: %d of %d epochs done (best so far %.3f)", config.resume, first_epoch,
-                    config.solver.epochs, best_score)
 
     encoder = VideoEncoder(clip_model)
     texts = ClassTexts.build(encoder, text_prompt(train_set.class_names, tokenizer=encoder.tokenize),

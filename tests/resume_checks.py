@@ -4,10 +4,17 @@ Every epoch is re-seeded, so a run that ignored `resume=` and trained again from
 the same losses: the checks look at what the resumed run started from instead.
 """
 import copy
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import torch
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 class EpochRecorder:
@@ -16,6 +23,7 @@ class EpochRecorder:
     def __init__(self, train_one_epoch):
         self.train_one_epoch = train_one_epoch
         self.epochs, self.optimizer_state, self.scheduler_state = [], None, None
+        self.rates = {}  # epoch -> the learning rates of each group at each optimizer step
 
     def __call__(self, encoder, header, loader, optimizer, scheduler, *args, **kwargs):
         epoch = args[3]  # (scaler, texts, config, epoch, ...)
@@ -23,7 +31,12 @@ class EpochRecorder:
             self.optimizer_state = copy.deepcopy(optimizer.state_dict())
             self.scheduler_state = copy.deepcopy(scheduler.state_dict())
         self.epochs.append(epoch)
-        return self.train_one_epoch(encoder, header, loader, optimizer, scheduler, *args, **kwargs)
+        rates = self.rates.setdefault(epoch, [])
+        hook = optimizer.register_step_pre_hook(lambda o, *_: rates.append([g["lr"] for g in o.param_groups]))
+        try:
+            return self.train_one_epoch(encoder, header, loader, optimizer, scheduler, *args, **kwargs)
+        finally:
+            hook.remove()
 
 
 def keeping_each_epoch(save_training_checkpoint):
@@ -49,3 +62,29 @@ def assert_resumed(recorder: EpochRecorder, checkpoint: dict, log_text: str, epo
             torch.testing.assert_close(recorder.optimizer_state["state"][key][name], value, msg=f"{key} {name}")
     assert [g["lr"] for g in recorder.optimizer_state["param_groups"]] == [g["lr"] for g in saved_optimizer["param_groups"]]
     assert recorder.scheduler_state["last_epoch"] == checkpoint["scheduler_state_dict"]["last_epoch"] > 0
+
+
+def killed_mid_run(program: str, arguments: list, pattern: str, timeout: float = 600):
+    """Runs `program` (a path in the repository) in a subprocess that kills itself with SIGKILL when it logs
+    a line matching `pattern` (tests/killed_at_log_line.py); fails if it ends otherwise."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), CUDA_VISIBLE_DEVICES="")
+    finished = subprocess.run([sys.executable, str(REPO / "tests" / "killed_at_log_line.py"), pattern,
+                               str(REPO / program), *arguments], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, timeout=timeout)
+    assert finished.returncode == -signal.SIGKILL, (f"{program} ended ({finished.returncode}) without logging "
+                                                    f"{pattern!r}: {finished.stderr.decode()[-2000:]}")
+
+
+def assert_same_tensors(final: dict, reference: dict, keys):
+    """Every tensor under `keys` (state dicts, the optimizer's per-parameter state) is bit-identical."""
+    for key in keys:
+        if key == "optimizer_state_dict":
+            first, second = final[key]["state"], reference[key]["state"]
+            pairs = {f"{index}.{name}": (first[index][name], value)
+                     for index, state in second.items() for name, value in state.items()}
+            assert first.keys() == second.keys(), key
+        else:
+            pairs = {name: (final[key][name], value) for name, value in reference[key].items()}
+            assert final[key].keys() == reference[key].keys(), key
+        differing = [name for name, (ours, theirs) in pairs.items() if not torch.equal(ours, theirs)]
+        assert not differing, f"{len(differing)} of {len(pairs)} tensors of {key} differ: {differing[:5]}"

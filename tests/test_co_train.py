@@ -39,7 +39,7 @@ def write_attribute_files(tiny_dataset, folder):
 
 @pytest.fixture(scope="module")
 def co_run(tiny_dataset, tmp_path_factory):
-    """One 2-epoch co-training run on the tiny data, keeping the checkpoint of every epoch."""
+    """One 2-epoch joint co-training run (--branch joint) on the tiny data, keeping the checkpoint of every epoch."""
     folder = tmp_path_factory.mktemp("co")
     tiny_config = TinyConfig(tiny_dataset, folder)
     paths = write_attribute_files(tiny_dataset, folder)
@@ -49,7 +49,8 @@ def co_run(tiny_dataset, tmp_path_factory):
         network={"fix_text": True}, solver={"epochs": 2})
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setattr(train_co, "save_checkpoints", keeping_each_epoch(train_co.save_checkpoints))
-        report = train_co.main(["--config", config, "--log_time", "co", "--cpu", "--no_progress"])
+        report = train_co.main(["--config", config, "--branch", "joint", "--log_time", "co", "--cpu",
+                                 "--no_progress"])
     return SimpleNamespace(config=config, folder=tiny_config.run_folder("co"), report=report, tiny=tiny_config)
 
 
@@ -105,7 +106,7 @@ def test_co_training_checkpoint_is_evaluated_fused_by_test_py(co_run, tiny_datas
 def test_resumed_co_training_restores_both_heads(co_run, monkeypatch):
     recorder = EpochRecorder(train_co.train_one_epoch)
     monkeypatch.setattr(train_co, "train_one_epoch", recorder)
-    train_co.main(["--config", co_run.config, "--log_time", "resumed", "--cpu", "--no_progress",
+    train_co.main(["--config", co_run.config, "--branch", "joint", "--log_time", "resumed", "--cpu", "--no_progress",
                    f"resume={co_run.folder / 'epoch0.pt'}"])
     assert_resumed(recorder, torch.load(co_run.folder / "epoch0.pt", weights_only=True),
                    (co_run.tiny.run_folder("resumed") / "log.txt").read_text(), epochs=2)

@@ -22,7 +22,7 @@ def record(name, value):
 
 def recording_start_epoch(loader, seed, rank, epoch, start_epoch=train.start_epoch):
     start_epoch(loader, seed, rank, epoch)
-    record("order", {"epoch": epoch, "indices": list(loader.sampler)})
+    record("order", {"epoch": epoch, "indices": [index for _, index in loader.sampler]})  # (seed, index) pairs
 
 
 def recording_save(path, save=keeping_each_epoch(train.save_training_checkpoint), **state):

@@ -84,3 +84,34 @@ def save_atomically(obj, path) -> None:
     """torch.save through `atomic_file`."""
     with atomic_file(path) as file:
         torch.save(obj, file)
+
+
+def map_original_optimizer_state(saved: dict, clip_model: nn.Module, heads: list, optimizer) -> tuple:
+    """`optimizer`'s state dict holding the per-parameter state of an original-layout optimizer state, or
+    None; and a sentence saying which, for the log.
+
+    The original's optimizer has every CLIP parameter, frozen ones included, as group 0 and the head's as
+    group 1; `optimizer` has only the trainable ones, in the same order. Each trainable parameter takes
+    the saved state of its place in the original's order when every saved tensor fits its shape.
+    """
+    groups = saved.get("param_groups") or []
+    everything = [list(clip_model.parameters()), [p for head in heads for p in head.parameters()]]
+    if [len(group.get("params", ())) for group in groups] != [len(params) for params in everything]:
+        return None, (f"its optimizer groups hold {[len(g.get('params', ())) for g in groups]} parameters, not "
+                      f"the original layout's {[len(params) for params in everything]} (all CLIP parameters, "
+                      "the head's): fresh optimizer state")
+    saved_index = {id(param): index for group, params in zip(groups, everything)
+                   for index, param in zip(group["params"], params)}
+    state, current = {}, optimizer.state_dict()
+    ours = [param for group in optimizer.param_groups for param in group["params"]]
+    for position, param in enumerate(ours):
+        entry = saved.get("state", {}).get(saved_index[id(param)])
+        if entry is None:
+            continue
+        if any(torch.is_tensor(value) and value.dim() and value.shape != param.shape for value in entry.values()):
+            return None, "its optimizer state does not fit the parameters' shapes: fresh optimizer state"
+        # The step count as a tensor: older torch versions saved a number, the fused kernels need a tensor.
+        state[position] = {name: (torch.tensor(float(value)) if name == "step" and not torch.is_tensor(value)
+                                  else value) for name, value in entry.items()}
+    return ({"state": state, "param_groups": current["param_groups"]},
+            f"optimizer state of {len(state)} trainable parameters mapped from the original layout")

@@ -47,8 +47,42 @@ def lr_factor(epoch: float, solver) -> float:
     raise ValueError(f"solver.type: unknown schedule {solver.type!r} (cosine, multistep)")
 
 
-def build_scheduler(optimizer, solver, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+class EpochSchedule(torch.optim.lr_scheduler.LambdaLR):
+    """`lr_factor` at the fractional epoch `origin + step / steps_per_epoch`, stepped after every optimizer step.
+
+    The state holds the position as `origin` and `steps_per_epoch` beside the step count: a run resumed
+    with the same steps per epoch repeats the interrupted one to the bit, and one with another batch size,
+    process count or accumulation (other steps per epoch) continues at the same epoch of the schedule.
+    """
+
+    def __init__(self, optimizer, solver, steps_per_epoch: int, origin: float = 0.0):
+        self.origin, self.steps_per_epoch = float(origin), steps_per_epoch
+        super().__init__(optimizer, lambda step: lr_factor(self.origin + step / self.steps_per_epoch, solver))
+
+    @property
+    def epoch(self) -> float:
+        """Where in the schedule the next optimizer step is, in epochs."""
+        return self.origin + self.last_epoch / self.steps_per_epoch
+
+    def start_at(self, epoch: float):
+        """Moves the schedule to `epoch` (the next step's rates are those of that epoch)."""
+        self.origin, self.last_epoch = float(epoch), 0
+        for group, base, factor in zip(self.optimizer.param_groups, self.base_lrs, self.lr_lambdas):
+            group["lr"] = base * factor(0)
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def load_state_dict(self, state_dict):
+        """Restores the position; with another number of steps per epoch, at the same fractional epoch.
+        A state without `steps_per_epoch` (a plain LambdaLR's, of older checkpoints) counted this run's steps."""
+        steps_per_epoch = self.steps_per_epoch
+        super().load_state_dict(state_dict)
+        if self.steps_per_epoch != steps_per_epoch:
+            epoch = self.epoch
+            self.steps_per_epoch = steps_per_epoch
+            self.start_at(epoch)
+
+
+def build_scheduler(optimizer, solver, steps_per_epoch: int) -> EpochSchedule:
     """Updated after every optimizer step, so the schedule is smooth within epochs. A run that starts at
     `solver.start_epoch` starts the schedule there too, as the original's epoch-indexed schedule does."""
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(solver.start_epoch + step / steps_per_epoch, solver))
+    return EpochSchedule(optimizer, solver, steps_per_epoch, origin=solver.start_epoch)

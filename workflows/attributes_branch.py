@@ -4,6 +4,7 @@ the classes of the head's cosine similarities (no logit scale), as the video bra
 branch from a train_co.py checkpoint or an original train_attributes.py file, and gives test.py's fused scores.
 """
 import logging
+import math
 
 import torch
 import torch.nn.functional as F
@@ -16,10 +17,11 @@ from modules.video_clip import VideoEncoder
 from utils.checkpoint import HEADER_KEY, read_attributes_checkpoint, read_checkpoint
 from utils.config import ConfigError
 from utils.distributed import all_gather_no_grad
-from utils.logger import epoch_label
+from utils.logger import Progress, epoch_label
 from utils.losses import symmetric_loss
-from workflows.evaluation import evaluation_loader, gather_in_list_order
+from workflows.evaluation import evaluation_loader, gather_in_list_order, score_metrics
 from workflows.fusion import DEFAULT_FUSION_WEIGHTS, evaluate_fusion
+from workflows.training import step_optimizer
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +71,7 @@ def attributes_step_loss(head, sentences, labels, classes, logit_scale, loss_typ
     """The symmetric loss of the batch gathered from every process: each sentence against the class
     prompts of the batch's labels (the original's formulation)."""
     sentences, labels = all_gather_no_grad(sentences), all_gather_no_grad(labels)
-    return symmetric_loss(logit_scale * head(classes[labels], sentences), labels, loss_type)
+    return symmetric_loss((logit_scale * head(classes[labels], sentences)).float(), labels, loss_type)
 
 
 class AttributesBranch:
@@ -78,9 +80,9 @@ class AttributesBranch:
     The text tower gives the features of the attribute sentences and class prompts without gradients;
     they are computed once when it is frozen (`frozen_text`), otherwise again before every use, so that
     they always match the text tower a checkpoint saves. The head (`train_head`: the head, or its
-    DistributedDataParallel wrapper) learns from this process's share of the training sentences in a
-    pass after each video epoch, with the batches of all processes gathered as the video branch does.
-    The logit scale is the CLIP model's, without gradient from this branch.
+    DistributedDataParallel wrapper) learns from this process's share of the training sentences, with the
+    batches of all processes gathered as the video branch does, together with CLIP's logit scale (every
+    process computes the same loss of the gathered batch, so its gradient is the same on every rank).
     """
 
     def __init__(self, encoder, head, train_head, train_sentences, val_sentences, frozen_text: bool, config,
@@ -109,23 +111,39 @@ class AttributesBranch:
             self._cache[name] = value
         return self._cache[name]
 
-    def train_epoch(self, optimizer, epoch: int) -> float:
+    @property
+    def optimizer_steps(self) -> int:
+        """Optimizer steps of one pass (the last, incomplete accumulation group is stepped too)."""
+        return math.ceil(self.steps / self.config.solver.grad_accumulation_steps)
+
+    def train_epoch(self, optimizer, epoch: int, scheduler=None, scaler=None) -> float:
         """One pass over this process's training sentences in an order that depends only on the seed,
-        epoch and rank; returns the mean loss."""
+        epoch and rank; returns the mean loss. The head and CLIP's logit scale learn (the latter when the
+        optimizer holds it), under the run's autocast; `scheduler` is stepped after every optimizer step
+        (None: the rates stay as they are), `scaler` scales the loss under amp."""
         sentences, labels = self._features("train")
         classes = self._features("classes")
-        logit_scale = self.encoder.clip.logit_scale.exp().detach().float()
+        accumulation = self.config.solver.grad_accumulation_steps
         generator = torch.Generator().manual_seed(self.config.seed + 1000 * epoch + self.ctx.rank)
         order = torch.randperm(len(sentences), generator=generator)[: self.steps * self.batch_size]
         self.train_head.train()
         total = 0.0
-        for batch in order.to(sentences.device).view(self.steps, self.batch_size):
-            loss = attributes_step_loss(self.train_head, sentences[batch], labels[batch], classes, logit_scale,
-                                        self.config.solver.loss_type)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+        label = f"{epoch_label(epoch, self.config.solver.epochs)} attributes"
+        progress = Progress(order.to(sentences.device).view(self.steps, self.batch_size), self.steps, label,
+                            self.config.logging.print_freq, bars=False)
+        for step, batch in enumerate(progress):
+            group_size = min(accumulation, self.steps - step // accumulation * accumulation)
+            with self.autocast():
+                logit_scale = self.encoder.clip.logit_scale.exp()
+                loss = attributes_step_loss(self.train_head, sentences[batch], labels[batch], classes, logit_scale,
+                                            self.config.solver.loss_type)
+            (scaler.scale(loss / group_size) if scaler else loss / group_size).backward()
+            if (step + 1) % accumulation == 0 or step + 1 == self.steps:
+                step_optimizer(optimizer, scaler)
+                if scheduler is not None:
+                    scheduler.step()
             total += loss.item()
+            progress.update(loss=loss.item(), lr=optimizer.param_groups[-1]["lr"])
         logger.info("%s: attributes branch mean loss %.4f", epoch_label(epoch, self.config.solver.epochs),
                     total / self.steps)
         return total / self.steps
@@ -134,6 +152,10 @@ class AttributesBranch:
         """Class probabilities [N, C] of the validation sentences, in list order, on the CPU."""
         sentences, _ = self._features("val")
         return attribute_scores(self.head, sentences, self._features("classes")).cpu()
+
+    def validate(self):
+        """The EvaluationResult (top-1/top-5) of the branch on the validation sentences."""
+        return score_metrics(self.val_scores(), self._features("val")[1].cpu())
 
 
 def load_attributes_head(path, embed_dim: int):

@@ -14,7 +14,8 @@ from torch.nn.parallel import DistributedDataParallel
 import clip
 from datasets.transforms import normalize_on_device
 from modules.video_clip import VideoEncoder, class_features
-from utils.checkpoint import HEADER_KEY, MODEL_KEY, load_bike_weights, save_atomically
+from clip.weights import WeightsMismatchError
+from utils.checkpoint import HEADER_KEY, MODEL_KEY, load_bike_weights, map_original_optimizer_state, save_atomically
 from utils.config import ConfigError
 from utils.errors import UsageError
 from utils.distributed import all_gather_no_grad, all_gather_with_grad
@@ -152,6 +153,16 @@ def gradient_sync(modules, sync: bool):
     return stack
 
 
+def step_optimizer(optimizer, scaler):
+    """One optimizer step (through the gradient scaler under amp); the gradients are cleared."""
+    if scaler:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def train_one_epoch(encoder, header, loader, optimizer, scheduler, scaler, texts: ClassTexts, config,
                     epoch: int, device, autocast, show_progress: bool = True, writer=None) -> float:
     """One pass over `loader`; returns the mean loss. Steps the schedule after every optimizer step.
@@ -179,12 +190,7 @@ def train_one_epoch(encoder, header, loader, optimizer, scheduler, scaler, texts
                                          "the weights are corrupted (lower solver.lr or use fp32)")
             (scaler.scale(loss / group_size) if scaler else loss / group_size).backward()
         if optimizer_step:
-            if scaler:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            step_optimizer(optimizer, scaler)
             scheduler.step()
         elapsed = time.monotonic() - end
         total_loss += loss_value
@@ -221,12 +227,41 @@ def save_training_checkpoint(path, **state):
 
 
 def resume_training(path, clip_model, header, optimizer, scheduler, scaler):
-    """Restores everything `save_training_checkpoint` stored; returns (next epoch, best score)."""
+    """Restores everything `save_training_checkpoint` stored; returns (next epoch, best score).
+
+    A checkpoint of the original implementation (no scheduler state; its optimizer over all CLIP
+    parameters and the header) resumes as the original does: weights, the epoch and the schedule of
+    that epoch; its optimizer state where it maps onto the trainable parameters, else fresh (logged).
+    """
     checkpoint = load_bike_weights(path, clip_model, header)
-    if checkpoint.get("optimizer_state_dict"):
-        optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
-    if checkpoint.get("scheduler_state_dict"):
-        scheduler.load_state_dict(checkpoint["scheduler_state_dict"])
+    first_epoch = checkpoint["epoch"] + 1
+    saved_optimizer = checkpoint.get("optimizer_state_dict")
+    if "scheduler_state_dict" not in checkpoint:
+        scheduler.start_at(first_epoch)
+        state, how = (map_original_optimizer_state(saved_optimizer, clip_model, [header], optimizer)
+                      if saved_optimizer else (None, "it holds no optimizer state: fresh optimizer state"))
+        if state is not None:
+            optimizer.load_state_dict(state)
+        logger.info("%s has the original layout: schedule restarted at epoch %d; %s", path, first_epoch, how)
+        return first_epoch, 0.0
+    if saved_optimizer:
+        try:
+            optimizer.load_state_dict(saved_optimizer)
+        except ValueError as error:  # another set of trainable parameters (fix_text, fix_video, sim_header)
+            raise WeightsMismatchError(f"optimizer_state_dict of {path} does not fit this run's trainable "
+                                       f"parameters ({error}); use pretrain= to load the weights only") from error
+    scheduler.load_state_dict(checkpoint["scheduler_state_dict"])
     if scaler and checkpoint.get("scaler_state_dict"):
         scaler.load_state_dict(checkpoint["scaler_state_dict"])
-    return checkpoint["epoch"] + 1, checkpoint.get("best_score") or 0.0
+    return first_epoch, checkpoint.get("best_score") or 0.0
+
+
+def starting_point(config, clip_model, header, optimizer, scheduler, scaler):
+    """(first epoch, best score) of a run: `solver.start_epoch` and 0, or where the `resume` checkpoint
+    left off (restored by `resume_training`, logged)."""
+    if not config.resume:
+        return config.solver.start_epoch, 0.0
+    first_epoch, best_score = resume_training(config.resume, clip_model, header, optimizer, scheduler, scaler)
+    logger.info("resumed from %s: %d of %d epochs done (best so far %.3f)", config.resume, first_epoch,
+                config.solver.epochs, best_score)
+    return first_epoch, best_score

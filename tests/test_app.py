@@ -27,7 +27,8 @@ from workflows.app import analyse, class_list
 from workflows.prediction import Predictor
 
 REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# BIKE_CHROMIUM names another Chromium executable (Playwright drives it; it never downloads one).
+CHROMIUM = os.environ.get("BIKE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_MISSING = "Chromium is not installed: the browser test did not run"
 # A closed network: nothing in the background, no sandbox (root in a container), software rendering.
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -98,7 +99,7 @@ def wait_for(url, process, seconds=180):
 
 def test_browser_upload_classes_result(model, tmp_path):
     if not os.path.isfile(CHROMIUM):
-        pytest.skip(CHROMIUM_MISSING)
+        pytest.skip(f"{CHROMIUM_MISSING} ({CHROMIUM} not found)")
     from playwright.sync_api import sync_playwright
 
     expected = CLASSES[model["predictor"].predict(model["video"]).top(1)[0][0]]

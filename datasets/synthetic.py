@@ -238,6 +238,18 @@ def write_mp4(path, frames, fps=FPS, crf=18):
         container.mux(stream.encode())
 
 
+def long_video_frames(classes, repeats=2, seed=0, height=HEIGHT, width=WIDTH):
+    """An untrimmed stand-in: clip 0 of each class in `classes` (indices), played `repeats` times in a row,
+    one class after another. Returns uint8 frames [N, H, W, 3] and each class's (index, first frame, end frame)."""
+    parts, frames, start = [], [], 0
+    for class_index in classes:
+        clip = render_clip(class_index, clip_params_for(seed, class_index // 2, 0), height, width)
+        frames += [clip] * repeats
+        parts.append((class_index, start, start + repeats * len(clip)))
+        start += repeats * len(clip)
+    return np.concatenate(frames), parts
+
+
 @dataclass(frozen=True)
 class _ClipJob:
     class_index: int

@@ -62,7 +62,8 @@ def test_every_usage_command_runs_on_the_demo_or_is_a_template_of_existing_files
     commands = usage_commands()
     assert {program(command) for command in commands if is_demo(command)} == {
         "tools/plot_curves.py", "tools/predict.py", "tools/analyze_scores.py",  # and the attributes example:
-        "tools/generate_attributes.py", "train_co.py", "test.py", "tools/export.py", "tools/app.py"}
+        "tools/generate_attributes.py", "train_co.py", "test.py", "tools/make_demo_data.py", "tools/extract_features.py",
+        "tools/export.py", "tools/app.py"}
     for command in commands:
         assert (REPO / program(command)).is_file(), f"README names a missing program: {shlex.join(command)}"
         configs = [word for word in command if word.startswith("configs/")]
@@ -144,4 +145,6 @@ def test_the_usage_commands_run_as_written_on_the_demo_outputs(demo_outputs):
             outputs.append(f"{command[2]}/curves.png")
         for output in outputs:  # written into the run folders, never over a file of the repository
             assert Path(output).parts[0] == "exps", f"{shlex.join(command)} writes {output} outside exps/"
-            assert (root / output).is_file() and (root / output).stat().st_size > 0, f"{shlex.join(command)}: {output}"
+            written = root / output  # a file, or a folder of files (extract_features.py --out)
+            assert written.is_file() and written.stat().st_size > 0 or written.is_dir() and any(written.iterdir()), \
+                f"{shlex.join(command)}: {output}"

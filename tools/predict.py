@@ -11,6 +11,15 @@ the model's calibrated probability (softmax of the learnt logit scale times the 
 --attributes_weights ATTR.pt --attributes JSON fuses the attributes branch of an original
 train_attributes.py checkpoint (0.7 video + 0.3 attributes, as test.py) for inputs whose phrases the JSON
 holds under the input path as given.
+
+    python tools/predict.py --config CFG [--weights CKPT] VIDEO --timeline SECONDS [--stride SECONDS]
+        [--threshold P] [--output timeline.csv|timeline.json] [--plot timeline.png]
+
+--timeline (one video file, any length): windows of SECONDS every --stride seconds (default half a window),
+each sampled and scored like a test clip, from one streaming decode of the file; prints the merged segments
+(consecutive windows with the same most probable class, at least --threshold). --output writes every
+window's top classes (CSV, with the segments beside it in NAME_segments.csv, or one JSON); --plot draws the
+probabilities of the top classes over time under a strip of frames.
 """
 import argparse
 import csv
@@ -32,6 +41,7 @@ from workflows.fusion import DEFAULT_FUSION_WEIGHTS  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
 from utils.errors import UsageError, check_given_files  # noqa: E402
 from workflows.prediction import AttributesFusion, Predictor, find_inputs, parse_class_names, plot_saliency  # noqa: E402
+from workflows.timeline import plot_timeline, predict_timeline, write_timeline  # noqa: E402
 from workflows.training import PRECISION_HELP, PRECISIONS, autocast_for, resolve_precision  # noqa: E402
 
 logger = logging.getLogger("bike")
@@ -60,10 +70,21 @@ def parse_args(argv=None):
                         help="attribute phrases of the inputs (original layout, keyed by the INPUT paths as given)")
     parser.add_argument("--fusion_weights", type=float, nargs=2, default=DEFAULT_FUSION_WEIGHTS,
                         metavar=("VIDEO", "ATTRIBUTES"), help="weights of the fused scores; default 0.7 0.3")
+    parser.add_argument("--timeline", type=float, default=None, metavar="SECONDS",
+                        help="one video: windows of SECONDS sliding along it, scored, and merged into segments")
+    parser.add_argument("--stride", type=float, default=None, metavar="SECONDS",
+                        help="seconds between window starts (default: half the --timeline window)")
+    parser.add_argument("--threshold", type=float, default=0.0, metavar="P",
+                        help="windows whose best probability is below P belong to no segment (default 0)")
     parser.add_argument("--precision", choices=PRECISIONS, default=None, help=PRECISION_HELP)
     parser.add_argument("--cpu", action="store_true")
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="config overrides key=value")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.timeline is not None and args.timeline <= 0 or args.stride is not None and args.stride <= 0:
+        parser.error("--timeline and --stride must be positive seconds")
+    if args.stride is not None and args.timeline is None:
+        parser.error("--stride goes with --timeline")
+    return args
 
 
 def output_format(path) -> str:
@@ -101,6 +122,8 @@ def run(args):
     inputs = find_inputs(args.inputs, config.data.image_tmpl, config.data.index_bias)
     if args.plot and len(inputs) != 1:
         raise UsageError(f"--plot draws one video; {len(inputs)} were given")
+    if args.timeline is not None and (len(inputs) != 1 or not Path(inputs[0]).is_file()):
+        raise UsageError(f"--timeline runs along one video file; {', '.join(inputs)} was given")
     for path in inputs:
         if Path(path).is_file():
             open_video(path)
@@ -111,6 +134,8 @@ def run(args):
     fusion = AttributesFusion(args.attributes_weights, args.attributes, class_names, device, autocast,
                               config.data.select_topk_attributes or DEFAULT_TOPK,
                               args.fusion_weights) if args.attributes_weights else None
+    if args.timeline is not None:
+        return run_timeline(args, predictor, fusion, inputs[0])
     predictions = []
     for path in tqdm(inputs, desc="predict", disable=len(inputs) < 2):
         prediction = fusion.fuse(predictor.predict(path)) if fusion else predictor.predict(path)
@@ -126,6 +151,24 @@ def run(args):
                       args.plot)
         logger.info("plot written to %s", args.plot)
     return predictions
+
+
+def run_timeline(args, predictor, fusion, video):
+    timeline = predict_timeline(predictor, video, args.timeline, args.stride, fusion=fusion,
+                                threshold=args.threshold, batch_size=predictor.config.data.batch_size)
+    names = timeline.class_names
+    print(f"{video}: {len(timeline.windows)} windows of {timeline.window:g} s every {timeline.stride:g} s, "
+          f"{len(timeline.segments)} segments" + (" (fused with attributes)" if fusion else ""))
+    for segment in timeline.segments:
+        print(f"{segment.start:9.2f} s - {segment.end:9.2f} s  {names[segment.label]}  "
+              f"(mean probability {segment.probability:.3f}, {segment.windows} windows)")
+    if args.output:
+        written = write_timeline(timeline, args.output, args.topk)
+        logger.info("timeline written to %s", ", ".join(map(str, written)))
+    if args.plot:
+        plot_timeline(timeline, args.plot)
+        logger.info("plot written to %s", args.plot)
+    return timeline
 
 
 def main(argv=None):

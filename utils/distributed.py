@@ -143,6 +143,15 @@ def gather_to_main(value) -> list:
     return gathered
 
 
+def broadcast_from_main(value):
+    """Rank 0's picklable `value` on every rank (what rank 0's file system holds, for ranks that cannot see it)."""
+    if world_size() == 1:
+        return value
+    box = [value if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def barrier():
     if world_size() > 1:
         dist.barrier()

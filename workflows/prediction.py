@@ -138,15 +138,22 @@ class Predictor:
         """uint8 [clips * crops, T, 3, S, S], clip-major, as the test dataset builds them."""
         return torch.cat([self.transform(clip) for clip in self.read_clips(path)])
 
+    @property
+    def logit_scale(self) -> float:
+        return self.encoder.clip.logit_scale.exp().float().item()
+
     @torch.no_grad()
+    def score_views(self, views):
+        """(test.py's scores, calibrated probabilities), each [B, C], of uint8 views [B, V, T, 3, S, S]."""
+        with self.autocast():
+            similarity = view_similarities(self.encoder, self.header, normalize_on_device(views, self.device),
+                                           self.eot, self.tokens).cpu()
+        return similarity.softmax(-1).mean(1), (self.logit_scale * similarity).softmax(-1).mean(1)
+
     def predict(self, path):
         views = self.views(path)
-        with self.autocast():
-            similarity = view_similarities(self.encoder, self.header, normalize_on_device(views[None], self.device),
-                                           self.eot, self.tokens)[0].cpu()
-        logit_scale = self.encoder.clip.logit_scale.exp().float().item()
-        return Prediction(str(path), similarity.softmax(-1).mean(0), views[0],
-                          (logit_scale * similarity).softmax(-1).mean(0), logit_scale)
+        scores, probabilities = self.score_views(views[None])
+        return Prediction(str(path), scores[0], views[0], probabilities[0], self.logit_scale)
 
     @torch.no_grad()
     def saliency(self, frames, classes):

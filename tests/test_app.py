@@ -23,8 +23,10 @@ from modules import VideoHeader
 from tests.test_checkpoint import original_layout
 from tests.test_predict import one_video_config
 from utils.config import load_config
+from tests.data_factory import write_video
 from workflows.app import analyse, class_list
 from workflows.prediction import Predictor
+from workflows.timeline import predict_timeline
 
 REPO = Path(__file__).resolve().parent.parent
 # BIKE_CHROMIUM names another Chromium executable (Playwright drives it; it never downloads one).
@@ -76,6 +78,23 @@ def test_answer_is_the_predictors_and_uploads_are_kept_only_when_asked(model, tm
         answer.message
     assert [path.name for path in (tmp_path / "kept").iterdir()] == [Path(video).name]
     assert class_list("a, b\nc,,") == ["a", "b", "c"]
+
+
+def test_a_long_video_gets_the_timeline_a_short_one_does_not(model, tmp_path):
+    predictor, typed = model["predictor"], ", ".join(CLASSES)
+    short = analyse(predictor, model["video"], typed, 1, 1, 2**20, window=1.0)
+    assert short.timeline is None and "No timeline: the video is shorter than 3 windows of 1 s" in short.message
+    long = write_video(str(tmp_path / "long.mp4"), num_frames=100, fps=25)  # 4 s: windows of 1 s every 0.5 s
+    answer = analyse(predictor, long, typed, 1, 1, 2**20, window=1.0)
+    timeline = predict_timeline(predictor, long, 1.0, progress=False)
+    assert len(timeline.windows) >= 7
+    assert f"Timeline: {len(timeline.windows)} windows of 1 s, {len(timeline.segments)} segment(s)." in answer.message
+    assert answer.timeline.axes and answer.timeline.axes[-1].get_xlabel() == timeline_xlabel(timeline)
+
+
+def timeline_xlabel(timeline):
+    from workflows.timeline import timeline_figure
+    return timeline_figure(timeline).axes[-1].get_xlabel()
 
 
 def free_port():

@@ -1,4 +1,5 @@
-"""The browser demo's page: a video and class names in, the top classes and the VCS saliency picture out.
+"""The browser demo's page: a video and class names in, the top classes, the VCS saliency picture and, for a
+long video, the timeline of workflows/timeline.py out.
 
 Gradio is an optional extra (requirements-app.txt) and is imported only by `build_page`. Every answer
 goes through `analyse`, which turns the user's mistakes (no video, a file too large, a file that is not
@@ -12,23 +13,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datasets.decoding import SampleReadError
+from datasets.streaming import StreamingVideo
 from datasets.transforms import TEST_CROPS
 from workflows.prediction import saliency_figure
+from workflows.timeline import predict_timeline, timeline_figure
 
 logger = logging.getLogger(__name__)
 
 SALIENCY_CLASSES = 3
 TOP_CLASSES = 5
 MAX_CLIPS = 10
+TIMELINE_WINDOW = 1.0  # seconds
+TIMELINE_MIN_WINDOWS = 3  # a video of at least this many windows also gets the timeline of workflows/timeline.py
 
 
 @dataclass
 class Answer:
     """What the page shows for one request: probabilities {class: p} of the top classes, the saliency
-    figure, and a message (Markdown); a failed request has only the message."""
+    figure, the timeline figure of a long video, and a message (Markdown); a failed request has only the message."""
     probabilities: dict = None
     figure: object = None
     message: str = ""
+    timeline: object = None
 
 
 def class_list(text):
@@ -36,8 +42,10 @@ def class_list(text):
     return [name.strip() for line in str(text or "").splitlines() for name in line.split(",") if name.strip()]
 
 
-def analyse(predictor, video, classes_text, test_clips, test_crops, max_bytes, keep_folder=None) -> Answer:
-    """The predictor's answer for `video` (a path) with the typed classes and views, or why there is none."""
+def analyse(predictor, video, classes_text, test_clips, test_crops, max_bytes, keep_folder=None,
+            window=TIMELINE_WINDOW) -> Answer:
+    """The predictor's answer for `video` (a path) with the typed classes and views, or why there is none;
+    with the timeline of `window`-second windows when the video lasts TIMELINE_MIN_WINDOWS windows or more."""
     if not video:
         return Answer(message="Upload a video or pick one of the examples first.")
     path = Path(video)
@@ -53,6 +61,9 @@ def analyse(predictor, video, classes_text, test_clips, test_crops, max_bytes, k
     current = predictor.with_options(names, int(test_clips), int(test_crops))
     try:
         prediction = current.predict(str(path))
+        duration = StreamingVideo(str(path)).duration if path.is_file() else 0.0
+        timeline = predict_timeline(current, str(path), float(window), progress=False) \
+            if window and duration >= TIMELINE_MIN_WINDOWS * float(window) else None
     except (SampleReadError, ValueError) as error:  # not a video, or too short for the sampling
         logger.info("cannot read %s: %s", path, error)
         return Answer(message=f"**{path.name}** could not be read as a video: {error}")
@@ -63,8 +74,13 @@ def analyse(predictor, video, classes_text, test_clips, test_crops, max_bytes, k
     message = (f"Top class **{top_name}**: test.py score {top_score:.3f} (uniform would be {1 / len(names):.3f}); "
                f"the bars above show the model's calibrated probability (softmax of {prediction.logit_scale:.1f} "
                f"x cosine similarity). {int(test_clips)} clip(s) x {int(test_crops)} crop(s).")
+    if timeline:
+        message += (f" Timeline: {len(timeline.windows)} windows of {timeline.window:g} s, "
+                    f"{len(timeline.segments)} segment(s).")
+    else:
+        message += f" No timeline: the video is shorter than {TIMELINE_MIN_WINDOWS} windows of {float(window):g} s."
     probabilities = {names[index]: float(prediction.probabilities[index]) for index, _ in best}
-    return Answer(probabilities, figure, message)
+    return Answer(probabilities, figure, message, timeline_figure(timeline) if timeline else None)
 
 
 def build_page(predictor, examples=(), max_bytes=50 * 2**20, keep_folder=None, title="BIKE video recognition"):
@@ -73,9 +89,9 @@ def build_page(predictor, examples=(), max_bytes=50 * 2**20, keep_folder=None, t
 
     data = predictor.config.data
 
-    def answer(video, classes_text, test_clips, test_crops):
-        result = analyse(predictor, video, classes_text, test_clips, test_crops, max_bytes, keep_folder)
-        return result.probabilities, result.figure, result.message
+    def answer(video, classes_text, test_clips, test_crops, window):
+        result = analyse(predictor, video, classes_text, test_clips, test_crops, max_bytes, keep_folder, window)
+        return result.probabilities, result.figure, result.message, result.timeline
 
     with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(600, 3600)) as page:
         gr.Markdown(f"# {title}\nUpload a video (or pick an example), type the class names, choose the views.")
@@ -89,10 +105,13 @@ def build_page(predictor, examples=(), max_bytes=50 * 2**20, keep_folder=None, t
                 with gr.Row():
                     clips = gr.Slider(1, MAX_CLIPS, value=data.test_clips, step=1, label="temporal clips")
                     crops = gr.Radio(list(TEST_CROPS), value=data.test_crops, label="spatial crops")
+                window = gr.Number(TIMELINE_WINDOW, label=f"timeline window, seconds (videos of {TIMELINE_MIN_WINDOWS} "
+                                   "windows or more)", minimum=0.1)
                 run = gr.Button("Recognise", variant="primary", elem_id="run")
             with gr.Column():
                 top = gr.Label(num_top_classes=TOP_CLASSES, label="top classes (model probability)", elem_id="top")
                 message = gr.Markdown(elem_id="message")
         saliency = gr.Plot(label="VCS temporal saliency of the top classes", elem_id="saliency")
-        run.click(answer, [video, classes, clips, crops], [top, saliency, message])
+        timeline = gr.Plot(label="timeline: windows along the video", elem_id="timeline")
+        run.click(answer, [video, classes, clips, crops, window], [top, saliency, message, timeline])
     return page

@@ -16,11 +16,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import torch
 
-import clip
-from modules import VideoHeader
-from tests.test_checkpoint import original_layout
+from tests.tiny_run import write_tiny_checkpoint
 from tests.test_predict import one_video_config
 from utils.config import load_config
 from tests.data_factory import write_video
@@ -44,11 +41,7 @@ def model(tiny_dataset, tmp_path_factory):
     from tests.tiny_run import TinyConfig
 
     folder = tmp_path_factory.mktemp("app")
-    torch.manual_seed(5)
-    network = clip.create_model("ViT-Tiny/16", image_resolution=32)
-    header = VideoHeader.for_clip("Transf", "VCS", network)
-    weights = folder / "model_best.pt"
-    torch.save(original_layout(network, header, "module."), weights)
+    weights = write_tiny_checkpoint(folder / "model_best.pt", seed=5)
     config, video = one_video_config(TinyConfig(tiny_dataset, folder), folder, "video")
     predictor = Predictor(load_config(config), CLASSES, str(weights))
     return {"config": config, "weights": str(weights), "video": video, "predictor": predictor}

@@ -15,12 +15,11 @@ import onnx
 import pytest
 import torch
 
-import clip
 import test as test_program
 from datasets.sampling import segment_test_indices
 from datasets.transforms import normalize_on_device
 from modules import VideoHeader
-from tests.test_checkpoint import original_layout
+from tests.tiny_run import write_tiny_checkpoint
 from tests.test_predict import one_video_config
 from tools import export as export_tool
 from utils.config import load_config
@@ -35,13 +34,8 @@ CLASSES = "moving left,growing,rotating clockwise,vanishing,appearing"
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A checkpoint whose scores are far from uniform: CLIP's projections scaled up, so the cosines spread."""
-    torch.manual_seed(3)
-    model = clip.create_model("ViT-Tiny/16", image_resolution=32)
-    header = VideoHeader.for_clip("Transf", "VCS", model)
-    path = tmp_path_factory.mktemp("export_ckpt") / "model_best.pt"
-    torch.save(original_layout(model, header, "module."), path)
-    return str(path)
+    """A random tiny checkpoint (seed 3: scores that tell the classes apart by more than 0.01)."""
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("export_ckpt") / "model_best.pt", seed=3)
 
 
 def decoded_views(video, metadata):

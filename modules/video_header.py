@@ -70,7 +70,11 @@ class VideoHeader(nn.Module):
         `frames` [B, T, D] frame embeddings, `tokens` [A, W, D] per-token text features (VCS only),
         `classes` [A, D] EOT text embeddings.
         """
-        frames = self.aggregate(frames)
+        return self.interact(self.aggregate(frames), tokens, classes)
+
+    def interact(self, frames: torch.Tensor, tokens: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """`forward` after the temporal modelling: `frames` [B, T, D] from `aggregate`, so that a caller
+        that also shows the VCS weights of those frames (the exported recognizer) aggregates once."""
         classes = F.normalize(classes, dim=-1)
         if self.interaction == "DP":
             return F.normalize(frames.mean(dim=1), dim=-1) @ classes.t()

@@ -61,21 +61,24 @@ def openai_reference():
     )
 
 
-OPTIONAL_EXTRAS = {"tensorboard": "the optional TensorBoard extra is not installed (pip install tensorboard)"}
+OPTIONAL_EXTRAS = {"tensorboard": "the optional TensorBoard extra is not installed (pip install tensorboard)",
+                   # tests/test_app.py's skip reason: the machine could not have Debian's chromium package
+                   "Chromium is not installed": "the browser test did NOT run: no Chromium (apt-get install chromium)"}
 
 
 def pytest_terminal_summary(terminalreporter):
-    """Says which skips were the optional extras (the only allowed ones) and flags any other."""
-    optional, other = 0, []
+    """Says which skips were the optional extras (the only allowed ones), naming the tests, and flags any other."""
+    optional, other = {}, []
     for report in terminalreporter.stats.get("skipped", []):
         reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        if any(extra in reason for extra in OPTIONAL_EXTRAS):
-            optional += 1
+        extra = next((extra for extra in OPTIONAL_EXTRAS if extra in reason), None)
+        if extra:
+            optional.setdefault(extra, []).append(report.nodeid)
         else:
             other.append(f"{report.nodeid}: {reason}")
-    if optional:
+    for extra, tests in optional.items():
         rest = "" if other else "; nothing else was skipped"
-        terminalreporter.write_line(f"{optional} skipped: {'; '.join(OPTIONAL_EXTRAS.values())}{rest}")
+        terminalreporter.write_line(f"{len(tests)} skipped: {OPTIONAL_EXTRAS[extra]}: {', '.join(tests)}{rest}")
     for line in other:
         terminalreporter.write_line(f"NOT an optional extra, skipped: {line}", red=True)
 

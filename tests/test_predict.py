@@ -7,12 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-import clip
 import test as test_program
 from datasets.decoding import SampleReadError
 from datasets.transforms import normalize_on_device
-from modules import VideoHeader
-from tests.test_checkpoint import original_layout
+from tests.tiny_run import write_tiny_checkpoint
 from tools import predict
 from utils.config import load_config
 from utils.errors import UsageError
@@ -23,12 +21,7 @@ VIEWS = ["--test_crops", "3", "--test_clips", "2"]
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    model = clip.create_model("ViT-Tiny/16", image_resolution=32)
-    header = VideoHeader.for_clip("Transf", "VCS", model)
-    path = tmp_path_factory.mktemp("predict_ckpt") / "model_best.pt"
-    torch.save(original_layout(model, header, "module."), path)
-    return str(path)
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("predict_ckpt") / "model_best.pt", seed=0)
 
 
 def one_video_config(tiny_config, tmp_path, modality):

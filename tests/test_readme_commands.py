@@ -62,7 +62,8 @@ def test_every_usage_command_runs_on_the_demo_or_is_a_template_of_existing_files
     commands = usage_commands()
     assert {program(command) for command in commands if is_demo(command)} == {
         "tools/plot_curves.py", "tools/predict.py", "tools/analyze_scores.py",  # and the attributes example:
-        "tools/generate_attributes.py", "train_co.py", "test.py", "tools/make_demo_data.py", "tools/extract_features.py"}
+        "tools/generate_attributes.py", "train_co.py", "test.py", "tools/make_demo_data.py", "tools/extract_features.py",
+        "tools/export.py", "tools/app.py"}
     for command in commands:
         assert (REPO / program(command)).is_file(), f"README names a missing program: {shlex.join(command)}"
         configs = [word for word in command if word.startswith("configs/")]
@@ -92,11 +93,15 @@ def working_folder(path):
 
 
 def run(command, root):
-    """Runs `python PROGRAM ARGS...` through the program's `main(ARGS)` in the folder `root`."""
+    """Runs `python PROGRAM ARGS...` through the program's `main(ARGS)` in the folder `root`; the app (a
+    server that runs until stopped) only builds its page and model (tests/test_app.py drives a served one)."""
     assert command[0] == "python", shlex.join(command)
     module = importlib.import_module(command[1].removesuffix(".py").replace("/", "."))
     with working_folder(root):
-        module.main(command[2:])
+        if command[1] == "tools/app.py":
+            module.create_page(module.parse_args(command[2:]))
+        else:
+            module.main(command[2:])
 
 
 @pytest.fixture(scope="module")

@@ -35,3 +35,19 @@ class TinyConfig:
 
     def run_folder(self, log_time: str) -> Path:
         return self.folder / "exps" / "tiny" / "ViT-Tiny-16" / log_time  # network.arch ViT-Tiny/16
+
+
+def write_tiny_checkpoint(path: Path, seed: int) -> str:
+    """A BIKE checkpoint (original layout, `module.` prefix) of a random 32-pixel ViT-Tiny/16 with the
+    Transf + VCS header, seeded: its scores are reproducible but not trained."""
+    import torch
+
+    import clip
+    from modules import VideoHeader
+    from tests.test_checkpoint import original_layout
+
+    torch.manual_seed(seed)
+    model = clip.create_model("ViT-Tiny/16", image_resolution=32)
+    header = VideoHeader.for_clip("Transf", "VCS", model)
+    torch.save(original_layout(model, header, "module."), path)
+    return str(path)

@@ -8,6 +8,7 @@ similarities times the learnt logit scale, as in training. `saliency` exposes th
 the model itself uses.
 """
 import contextlib
+import copy
 import logging
 import os
 from dataclasses import dataclass, field, replace
@@ -103,6 +104,22 @@ class Predictor:
         self.transform = test_transform(data.input_size, test_crops or data.test_crops)
         self.encoder, self.header = load_video_model(config, weights, self.device)
         self.eot, self.tokens = class_texts(self.encoder, self.class_names, self.device, self.autocast)
+
+    def with_options(self, class_names=None, test_clips=None, test_crops=None):
+        """This predictor with other class names or views, sharing its loaded model (the app changes them per
+        request); class texts are computed again only for new names."""
+        other = copy.copy(self)
+        data = self.config.data
+        if class_names is not None and list(class_names) != self.class_names:
+            if not class_names:
+                raise ValueError("the class list is empty")
+            other.class_names = list(class_names)
+            other.eot, other.tokens = class_texts(self.encoder, other.class_names, self.device, self.autocast)
+        if test_clips:
+            other.sampler = replace(self.sampler, num_clips=test_clips)
+        if test_crops:
+            other.transform = test_transform(data.input_size, test_crops)
+        return other
 
     def read_clips(self, path):
         """uint8 [clips, T, 3, H, W] of the sampled frames of a video file or frame folder."""

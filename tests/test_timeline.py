@@ -56,7 +56,7 @@ def long_video(tmp_path_factory):
                               "label_list": str(folder / "labels.csv"), "num_classes": 3, "batch_size": 12,
                               "min_crop_scale": 1.0, "flip": False},
                         network={"sim_header": "None", "interaction": "DP", "fix_text": True},
-                        solver={"epochs": 8, "lr": 1e-2}, logging={"print_freq": 10, "eval_freq": 4})
+                        solver={"epochs": 12, "lr": 1e-2}, logging={"print_freq": 10, "eval_freq": 4})
     train_program.main(["--config", config, "--log_time", "run", "--cpu", "--no_progress"])
     frames, parts = synthetic.long_video_frames(CLASSES, REPEATS, seed=SEED)
     truth = [(synthetic.CLASS_NAMES[label], start / synthetic.FPS, end / synthetic.FPS) for label, start, end in parts]

@@ -22,7 +22,7 @@ from utils.distributed import init_distributed, run_program
 from utils.errors import check_given_files
 from workflows.inference import add_evaluation_arguments, class_texts, load_video_model, test_loader
 from utils.logger import counted, setup_logging
-from workflows.training import autocast_for, resolve_precision
+from workflows.training import autocast_for, inference_weight_dtype, resolve_precision
 from workflows.zeroshot import (SCORINGS, averaged_softmax, predict_logits, splits_summary, units_per_video,
                             zero_shot_result)
 
@@ -57,9 +57,11 @@ def load_split_configs(args):
     return configs
 
 
-def evaluate_split(config_path, config, args, ctx, autocast):
+def evaluate_split(config_path, config, args, ctx, precision):
     """(logits [N, K, C], labels) of one config's list, scored against its class names."""
-    encoder, header = load_video_model(config, args.weights, ctx.device)  # before the data: a bad checkpoint fails fast
+    autocast = autocast_for(precision, ctx.device)
+    encoder, header = load_video_model(config, args.weights, ctx.device,  # before the data: a bad checkpoint fails fast
+                                       inference_weight_dtype(precision))
     crops = args.test_crops or config.data.test_crops
     clips = args.test_clips or config.data.test_clips
     loader = test_loader(config, ctx, crops, clips, args.dense or config.data.dense)
@@ -78,10 +80,10 @@ def main(argv=None):
     setup_logging(None, ctx.is_main)
     check_given_files(weights=args.weights)
     configs = load_split_configs(args)
-    autocast = autocast_for(resolve_precision(args.precision, ctx.device), ctx.device)
+    precision = resolve_precision(args.precision, ctx.device)
     results = []
     for split, (config_path, config) in enumerate(zip(args.config, configs), start=1):
-        logits, labels = evaluate_split(config_path, config, args, ctx, autocast)
+        logits, labels = evaluate_split(config_path, config, args, ctx, precision)
         results.append(zero_shot_result(logits, labels))
         if not ctx.is_main:
             continue

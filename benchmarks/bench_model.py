@@ -31,8 +31,9 @@ from benchmarks import openai_baseline  # noqa: E402
 from benchmarks.step_profile import breakdown  # noqa: E402
 from benchmarks.tensor_memory import TensorMemory  # noqa: E402
 from utils import allocator  # noqa: E402
-from modules.video_clip import VideoEncoder, view_scores  # noqa: E402
-from workflows.training import ClassTexts, freeze_towers, resolve_precision, training_step_loss  # noqa: E402
+from modules.video_clip import VideoEncoder, class_features, view_scores  # noqa: E402
+from workflows.training import (ClassTexts, freeze_towers, inference_weight_dtype, resolve_precision,  # noqa: E402
+                                training_step_loss)
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "amp": torch.float16}  # amp: fp16 autocast + GradScaler
 
@@ -190,13 +191,13 @@ def measure(args, precision, device, compile_visual, grad_checkpointing, label_s
     results = [Result(label, precision, (clip_count / train_seconds, train_flops / train_seconds),
                       (clip_count / infer_seconds, infer_flops / infer_seconds), memory, profile)]
     if precision == "bf16" and plain:
-        # Inference with the weights themselves in reduced precision: no per-op casts of fp32 weights.
-        encoder.to(DTYPES[precision])
-        header.to(DTYPES[precision])
-        eot, tokens = texts.eot.to(DTYPES[precision]), texts.tokens.to(DTYPES[precision])
-        views = frames[:, None].to(DTYPES[precision])
-        with torch.no_grad():
-            seconds = timed(lambda: view_scores(encoder, header, views, eot, tokens), device, args.seconds)
+        # What the evaluation programs run (inference_weight_dtype): bf16 weights under autocast, so no
+        # forward casts a weight; the frames arrive in fp32 as normalize_on_device gives them.
+        encoder.to(inference_weight_dtype(precision))
+        header.to(inference_weight_dtype(precision))
+        with torch.no_grad(), autocast(precision, device):
+            eot, tokens = class_features(encoder, texts.prompts)
+            seconds = timed(lambda: view_scores(encoder, header, frames[:, None], eot, tokens), device, args.seconds)
         results.append(Result(precision + " weights", precision,
                               inference=(clip_count / seconds, infer_flops / seconds)))
     return results

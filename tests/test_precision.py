@@ -7,6 +7,7 @@ quarter of that, 0.002 bounds them. Measured on seeds 0-4: at most 0.0035 (logit
 against a spread of 0.06-0.16 and 0.01-0.026 across the compared values, so a real bug shows.
 """
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -52,3 +53,51 @@ def test_bf16_autocast_and_bf16_weights_match_fp32_within_bf16_rounding(model):
         torch.testing.assert_close(logits, reference_logits, atol=LOGIT_TOLERANCE, rtol=0)
     for result in (autocast_scores, half_scores):
         torch.testing.assert_close(result, reference_scores, atol=SCORE_TOLERANCE, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from tests.tiny_run import write_tiny_checkpoint
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("precision_ckpt") / "model_best.pt", seed=0)
+
+
+def test_test_py_holds_bf16_weights_and_scores_within_bf16_rounding(tiny_config, checkpoint, tmp_path, monkeypatch):
+    """--precision bf16: the evaluated model's weights are bf16 (autocast casts none of them per forward)."""
+    import test as test_program
+    from workflows import evaluation
+
+    weight_dtypes, real_view_scores = [], evaluation.view_scores
+
+    def recording_view_scores(encoder, header, *args, **kwargs):
+        weight_dtypes.append({p.dtype for p in (*encoder.parameters(), *header.parameters())})
+        return real_view_scores(encoder, header, *args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "view_scores", recording_view_scores)
+    config, scores = tiny_config.write(), {}
+    for precision in ("fp32", "bf16"):
+        weight_dtypes.clear()
+        test_program.main(["--config", config, "--weights", checkpoint, "--cpu", "--no_progress",
+                           "--precision", precision, "--save_scores", str(tmp_path / f"{precision}.pt")])
+        expected = torch.float32 if precision == "fp32" else torch.bfloat16
+        assert weight_dtypes and all(dtypes == {expected} for dtypes in weight_dtypes), precision
+        scores[precision] = torch.load(tmp_path / f"{precision}.pt", weights_only=True)["scores"]
+    assert SCORE_TOLERANCE < (scores["fp32"].max() - scores["fp32"].min()) / 5  # untrained: probabilities near 1/8
+    assert not torch.equal(scores["bf16"], scores["fp32"])
+    torch.testing.assert_close(scores["bf16"], scores["fp32"], atol=SCORE_TOLERANCE, rtol=0)
+
+
+def test_predictor_holds_bf16_weights_and_predicts_within_bf16_rounding(tiny_config, checkpoint):
+    """tools/predict.py and the app: the Predictor of --precision bf16 scores with bf16 weights."""
+    from utils.config import load_config
+    from workflows.prediction import Predictor
+
+    config = load_config(tiny_config.write())
+    video = str(Path(config.data.val_root) / Path(config.data.val_list).read_text().split()[0])  # a frame folder
+    classes = ["moving left", "moving right", "growing", "shrinking"]
+    predictions = {p: Predictor(config, classes, checkpoint, precision=p) for p in ("fp32", "bf16")}
+    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        predictor = predictions[precision]
+        assert {t.dtype for t in (*predictor.encoder.parameters(), *predictor.header.parameters())} == {dtype}
+    fp32, bf16 = (predictions[p].predict(video).scores for p in ("fp32", "bf16"))
+    assert not torch.equal(bf16, fp32)
+    torch.testing.assert_close(bf16, fp32, atol=SCORE_TOLERANCE, rtol=0)

@@ -27,8 +27,8 @@ from utils.distributed import add_distributed_arguments, init_distributed, run_p
 from utils.errors import check_given_files  # noqa: E402
 from workflows.inference import load_video_model  # noqa: E402
 from utils.logger import setup_logging  # noqa: E402
-from workflows.training import (PRECISION_HELP, PRECISIONS, autocast_for, build_clip, resolve_precision,  # noqa: E402
-                            seed_everything)
+from workflows.training import (PRECISION_HELP, PRECISIONS, autocast_for, build_clip,  # noqa: E402
+                                inference_weight_dtype, resolve_precision, seed_everything)
 
 logger = logging.getLogger("bike")
 
@@ -64,15 +64,16 @@ def parse_args(argv=None):
     return args
 
 
-def load_retriever(config, weights, device):
-    """(VideoEncoder, header): a BIKE checkpoint with its header, or zero-shot CLIP with mean pooling."""
+def load_retriever(config, weights, device, dtype):
+    """(VideoEncoder, header) with weights in `dtype`: a BIKE checkpoint with its header, or zero-shot CLIP
+    with mean pooling."""
     if weights:
-        return load_video_model(config, weights, device)
+        return load_video_model(config, weights, device, dtype)
     clip_model = build_clip(config)
     if not config.network.init:
         logger.warning("network.init is off: zero-shot attributes from a CLIP that is not pretrained are noise")
     header = VideoHeader("None", "DP", embed_dim=clip_model.config.embed_dim)
-    return VideoEncoder(clip_model).to(device).eval(), header.to(device).eval()
+    return VideoEncoder(clip_model).to(device, dtype).eval(), header.to(device, dtype).eval()
 
 
 def select_list(config, args):
@@ -98,11 +99,12 @@ def main(argv=None):
     check_files(config, ("data.val_list", "data.label_list"))
     for lexicon in args.lexicon or []:
         check_given_files(lexicon=None if lexicon == CLASS_LEXICON else lexicon)
-    autocast = autocast_for(resolve_precision(args.precision, ctx.device), ctx.device)
+    precision = resolve_precision(args.precision, ctx.device)
+    autocast = autocast_for(precision, ctx.device)
     dataset = build_dataset(config, "test", test_crops=args.test_crops, test_clips=args.test_clips)
     phrases = read_lexicon(args.lexicon or [CLASS_LEXICON], dataset.class_names)
     seed_everything(config.seed)  # the same model in every process, even a randomly initialised one
-    encoder, header = load_retriever(config, args.weights, ctx.device)
+    encoder, header = load_retriever(config, args.weights, ctx.device, inference_weight_dtype(precision))
     entries = generate_attributes(encoder, header, dataset, phrases, output, topk=args.topk,
                                   batch_size=args.batch_size or config.data.batch_size, workers=config.data.workers,
                                   device=ctx.device, autocast=autocast, save_every=args.save_every, rank=ctx.rank,

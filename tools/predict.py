@@ -132,8 +132,9 @@ def run(args):
         if Path(path).is_file():
             open_video(path, config.data.video_backend, config.data.decode_device)
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
-    autocast = autocast_for(resolve_precision(args.precision, device), device)
-    predictor = Predictor(config, class_names, args.weights, device, autocast, args.test_clips, args.test_crops,
+    precision = resolve_precision(args.precision, device)
+    autocast = autocast_for(precision, device)
+    predictor = Predictor(config, class_names, args.weights, device, precision, args.test_clips, args.test_crops,
                           args.dense or None)
     fusion = AttributesFusion(args.attributes_weights, args.attributes, class_names, device, autocast,
                               config.data.select_topk_attributes or DEFAULT_TOPK,

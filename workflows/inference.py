@@ -1,6 +1,7 @@
 """Everything evaluation programs share: the model from a checkpoint, class texts, the test data loader."""
 import logging
 
+import torch
 
 import clip
 from datasets.build import build_dataset
@@ -33,8 +34,8 @@ def add_evaluation_arguments(parser, save_scores_help="write {'scores', 'labels'
     return parser
 
 
-def load_video_model(config, weights=None, device="cpu"):
-    """(VideoEncoder, VideoHeader) in eval mode.
+def load_video_model(config, weights=None, device="cpu", dtype=torch.float32):
+    """(VideoEncoder, VideoHeader) in eval mode, their weights in `dtype` (see inference_weight_dtype).
 
     With `weights` (a BIKE checkpoint) the CLIP model is sized and loaded from the checkpoint itself, so
     no OpenAI weight file is needed; without, CLIP comes from `network.arch` (zero-shot).
@@ -49,8 +50,8 @@ def load_video_model(config, weights=None, device="cpu"):
     else:
         clip_model = build_clip(config)
         header = VideoHeader.for_clip(network.sim_header, network.interaction, clip_model)
-    encoder = VideoEncoder(clip_model).to(device).eval()
-    return encoder, header.to(device).eval()
+    encoder = VideoEncoder(clip_model).to(device, dtype).eval()
+    return encoder, header.to(device, dtype).eval()
 
 
 def checkpoint_clip(checkpoint, config, path):

@@ -53,6 +53,12 @@ def autocast_for(precision: str, device: torch.device):
     return contextlib.nullcontext
 
 
+def inference_weight_dtype(precision: str) -> torch.dtype:
+    """The dtype evaluation programs hold their weights in: the autocast dtype of `precision`, so that no
+    forward casts a weight again (training keeps float32 weights for AdamW's small updates)."""
+    return {"amp": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
+
+
 def seed_everything(seed: int):
     random.seed(seed)
     np.random.seed(seed % 2**32)

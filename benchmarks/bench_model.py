@@ -9,8 +9,9 @@ The model is BIKE's (CLIP with random weights of the named architecture, Transf 
 frozen with its class features computed once), with the settings the programs use (malloc keeping freed
 memory, `utils.allocator`; SDPA attention; no compile unless asked). FLOPs are counted by torch's
 FlopCounterMode on the real step, so efficiency = counted FLOPs / seconds / peak. The first line is
-measured with glibc's malloc defaults, before the programs' setting is applied; the last compares every
-line with OpenAI's own CLIP package running the same visual tower in fp32.
+measured with glibc's malloc defaults, before the programs' setting is applied; "bf16 weights+masters" is
+the bf16 training step the programs do not use (bf16 weights, float32 masters in the optimizer), kept to
+show why; the last compares every line with OpenAI's own CLIP package running the same visual tower in fp32.
 """
 import argparse
 import contextlib
@@ -203,6 +204,40 @@ def measure(args, precision, device, compile_visual, grad_checkpointing, label_s
     return results
 
 
+def master_weights_line(args, device) -> Result:
+    """The bf16 training step the programs do not run, for the record of why: bf16 weights (no casts in the
+    forward) with float32 master copies that fused AdamW updates, copied back into the weights each step."""
+    model, header, encoder = build(args.arch, args.frames, args.size, device, False, False)
+    with torch.autocast(device.type, dtype=torch.bfloat16):
+        prompts = text_prompt([f"action {i}" for i in range(args.classes)], tokenizer=encoder.tokenize)
+        texts = ClassTexts.build(encoder, prompts, True, device, contextlib.nullcontext)
+    trainable = [p for p in list(model.parameters()) + list(header.parameters()) if p.requires_grad]
+    masters = [p.detach().float().clone() for p in trainable]
+    optimizer = torch.optim.AdamW(masters, lr=1e-5, fused=True)
+    encoder.to(torch.bfloat16)
+    header.to(torch.bfloat16)
+    texts = dataclasses.replace(texts, eot=texts.eot.to(torch.bfloat16), tokens=texts.tokens.to(torch.bfloat16))
+    frames = torch.randn(args.batch, args.frames, 3, args.size, args.size, device=device, dtype=torch.bfloat16)
+    labels = torch.arange(args.batch, device=device) % args.classes
+
+    def train_step():
+        training_step_loss(encoder, header, frames, labels, texts, "NCE").float().backward()
+        for master, weight in zip(masters, trainable):
+            master.grad, weight.grad = weight.grad.float(), None
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            torch._foreach_copy_(trainable, masters)
+
+    encoder.train()
+    header.train()
+    train_step()
+    seconds = timed(train_step, device, args.seconds)
+    flops = counted_flops(train_step)
+    return Result("bf16 weights+masters", "bf16", train=(args.batch * args.frames / seconds, flops / seconds),
+                  profile=f"train: {breakdown(train_step, device)}")
+
+
 def openai_reference_line(args, device) -> tuple:
     """(line, (train, inference) frames/s) of OpenAI's own package on the same visual tower in fp32, or
     (why there is no such line, None)."""
@@ -266,6 +301,9 @@ def main(argv=None):
                 torch.compiler.reset()
             if device.type == "cuda":
                 torch.cuda.empty_cache()  # the next variant starts from free memory
+    if "bf16" in precisions:
+        print("measuring bf16 weights with float32 masters ...", flush=True)
+        results.append(master_weights_line(args, device))
     print("measuring the OpenAI baseline ...", flush=True)
     baseline, baseline_rates = openai_reference_line(args, device)
     # The ceiling is the best the machine showed, at the start or the end (shared machines drift).

@@ -54,9 +54,10 @@ def autocast_for(precision: str, device: torch.device):
 
 
 def inference_weight_dtype(precision: str) -> torch.dtype:
-    """The dtype evaluation programs hold their weights in: the autocast dtype of `precision`, so that no
-    forward casts a weight again (training keeps float32 weights for AdamW's small updates)."""
-    return {"amp": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
+    """The dtype evaluation programs hold their weights in: bf16 for bf16, so that no forward casts a weight
+    (bench_model: 1.14x on CPU). amp keeps float32 weights: the GPU default, not measured with float16
+    weights yet. Training keeps float32 weights for AdamW's small updates."""
+    return torch.bfloat16 if precision == "bf16" else torch.float32
 
 
 def seed_everything(seed: int):

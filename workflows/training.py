@@ -26,7 +26,8 @@ logger = logging.getLogger(__name__)
 
 PRECISIONS = ("amp", "fp16", "bf16", "fp32")
 PRECISION_HELP = ("amp: fp16 autocast, float32 weights, loss scaling in training (GPU default); fp16: the same as "
-                  "amp (the original's name; float16 weights would lose most updates); bf16: bf16 autocast; "
+                  "amp (the original's name; float16 weights would lose most updates); bf16: bf16 autocast (evaluation "
+                  "programs hold bf16 weights); "
                   "fp32 (CPU default)")
 
 

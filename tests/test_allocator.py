@@ -38,7 +38,7 @@ def main():
 if __name__ == "__main__":
     run_program(main)
 """
-STEP_PAGES = 5 * 64 * (4 << 20) // 4096  # pages the tensors of 5 steps cover; measured: kept 50-8192, default 132k-328k
+STEP_PAGES = 5 * 64 * (4 << 20) // 4096  # pages the tensors of 5 steps cover; measured: kept 50-8192, default 70k-328k
 
 
 def run(folder, switch, start_method="fork"):
@@ -53,13 +53,14 @@ def run(folder, switch, start_method="fork"):
 def test_programs_and_their_workers_reuse_freed_memory_unless_switched_off(tmp_path):
     kept = run(tmp_path, "1", start_method="spawn")  # a spawned worker gets the settings from the environment
     assert kept.returncode == 0, kept.stderr
-    program, worker = map(int, kept.stdout.split())
-    assert program < STEP_PAGES / 20 and worker < STEP_PAGES / 20, (program, worker)
+    kept_faults = tuple(map(int, kept.stdout.split()))
+    assert max(kept_faults) < STEP_PAGES / 20, kept_faults
 
     default = run(tmp_path, "0")
     assert default.returncode == 0, default.stderr
-    program, worker = map(int, default.stdout.split())
-    assert program > STEP_PAGES / 4 and worker > STEP_PAGES / 4, (program, worker)
+    default_faults = tuple(map(int, default.stdout.split()))
+    # glibc's own faults vary with its dynamic mmap threshold and the kernel's huge pages (70k-328k seen)
+    assert min(default_faults) > max(STEP_PAGES / 10, 4 * max(kept_faults)), (default_faults, kept_faults)
 
 
 def test_a_wrong_switch_value_is_one_error_line(tmp_path):

@@ -120,7 +120,10 @@ def test_browser_upload_classes_result(model, tmp_path):
                "--classes", ",".join(CLASSES), "--port", str(port), "--cpu",
                "--examples", str(Path(model["video"]).parent)]
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
-    app = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT as a terminal delivers it, even when the suite runs as a background job (which ignores SIGINT,
+    # and a Python started with SIGINT ignored never raises KeyboardInterrupt).
+    app = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     requested = []
     try:
         wait_for(f"http://127.0.0.1:{port}/", app)
@@ -144,7 +147,11 @@ def test_browser_upload_classes_result(model, tmp_path):
             browser.close()
     finally:
         app.send_signal(signal.SIGINT)  # as Ctrl+C: the app stops and removes its upload folder
-        _, log = app.communicate(timeout=60)
+        try:
+            _, log = app.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            app.kill()  # no app left behind
+            raise
     assert requested and all(url.startswith(f"http://127.0.0.1:{port}/") or url.startswith("data:")
                              for url in requested), sorted(set(requested))
     uploads = re.search(r"uploads are kept in (\S+) until the app stops", log)

@@ -15,7 +15,7 @@ from utils.errors import check_given_files
 from workflows.evaluation import predict, score_metrics
 from workflows.inference import add_evaluation_arguments, class_texts, load_video_model, test_loader
 from utils.logger import counted, setup_logging
-from workflows.training import autocast_for, inference_weight_dtype, resolve_precision
+from workflows.training import autocast_for, resolve_precision
 
 logger = logging.getLogger("bike")
 
@@ -45,7 +45,8 @@ def main(argv=None):
     autocast = autocast_for(precision, ctx.device)
     crops = args.test_crops or config.data.test_crops
     clips = args.test_clips or config.data.test_clips
-    encoder, header = load_video_model(config, args.weights, ctx.device, inference_weight_dtype(precision))  # a checkpoint that does not fit fails here
+    # A checkpoint that does not fit fails here.
+    encoder, header = load_video_model(config, args.weights, ctx.device, precision)
     loader = test_loader(config, ctx, crops, clips, args.dense or config.data.dense)
     logger.info("%s x %s x %s, %s", counted(len(loader.dataset), "video"), counted(clips, "clip"),
                 counted(crops, "crop"), counted(ctx.world_size, "process", "processes"))

@@ -22,7 +22,7 @@ from utils.distributed import init_distributed, run_program
 from utils.errors import check_given_files
 from workflows.inference import add_evaluation_arguments, class_texts, load_video_model, test_loader
 from utils.logger import counted, setup_logging
-from workflows.training import autocast_for, inference_weight_dtype, resolve_precision
+from workflows.training import autocast_for, resolve_precision
 from workflows.zeroshot import (SCORINGS, averaged_softmax, predict_logits, splits_summary, units_per_video,
                             zero_shot_result)
 
@@ -60,8 +60,8 @@ def load_split_configs(args):
 def evaluate_split(config_path, config, args, ctx, precision):
     """(logits [N, K, C], labels) of one config's list, scored against its class names."""
     autocast = autocast_for(precision, ctx.device)
-    encoder, header = load_video_model(config, args.weights, ctx.device,  # before the data: a bad checkpoint fails fast
-                                       inference_weight_dtype(precision))
+    # Before the data: a bad checkpoint fails fast.
+    encoder, header = load_video_model(config, args.weights, ctx.device, precision)
     crops = args.test_crops or config.data.test_crops
     clips = args.test_clips or config.data.test_clips
     loader = test_loader(config, ctx, crops, clips, args.dense or config.data.dense)

@@ -135,16 +135,21 @@ def build(arch, frames, size, device, compile_visual, grad_checkpointing):
     return model, header, encoder
 
 
-def measure(args, precision, device, compile_visual, grad_checkpointing, label_suffix="") -> list:
-    model, header, encoder = build(args.arch, args.frames, args.size, device, compile_visual, grad_checkpointing)
+def step_inputs(args, model, header, encoder, precision, device, dtype=torch.float32):
+    """(frozen class texts, trainable parameters, frames, labels) of a benchmarked step."""
     with autocast(precision, device):
         prompts = text_prompt([f"action {i}" for i in range(args.classes)], tokenizer=encoder.tokenize)
         texts = ClassTexts.build(encoder, prompts, True, device, contextlib.nullcontext)
     trainable = [p for p in list(model.parameters()) + list(header.parameters()) if p.requires_grad]
+    frames = torch.randn(args.batch, args.frames, 3, args.size, args.size, device=device, dtype=dtype)
+    return texts, trainable, frames, torch.arange(args.batch, device=device) % args.classes
+
+
+def measure(args, precision, device, compile_visual, grad_checkpointing, label_suffix="") -> list:
+    model, header, encoder = build(args.arch, args.frames, args.size, device, compile_visual, grad_checkpointing)
+    texts, trainable, frames, labels = step_inputs(args, model, header, encoder, precision, device)
     optimizer = torch.optim.AdamW(trainable, lr=1e-5, fused=True)
     scaler = torch.amp.GradScaler(device.type) if precision == "amp" else None
-    frames = torch.randn(args.batch, args.frames, 3, args.size, args.size, device=device)
-    labels = torch.arange(args.batch, device=device) % args.classes
 
     def forward():
         with autocast(precision, device):
@@ -208,17 +213,12 @@ def master_weights_line(args, device) -> Result:
     """The bf16 training step the programs do not run, for the record of why: bf16 weights (no casts in the
     forward) with float32 master copies that fused AdamW updates, copied back into the weights each step."""
     model, header, encoder = build(args.arch, args.frames, args.size, device, False, False)
-    with torch.autocast(device.type, dtype=torch.bfloat16):
-        prompts = text_prompt([f"action {i}" for i in range(args.classes)], tokenizer=encoder.tokenize)
-        texts = ClassTexts.build(encoder, prompts, True, device, contextlib.nullcontext)
-    trainable = [p for p in list(model.parameters()) + list(header.parameters()) if p.requires_grad]
+    texts, trainable, frames, labels = step_inputs(args, model, header, encoder, "bf16", device, torch.bfloat16)
     masters = [p.detach().float().clone() for p in trainable]
     optimizer = torch.optim.AdamW(masters, lr=1e-5, fused=True)
     encoder.to(torch.bfloat16)
     header.to(torch.bfloat16)
     texts = dataclasses.replace(texts, eot=texts.eot.to(torch.bfloat16), tokens=texts.tokens.to(torch.bfloat16))
-    frames = torch.randn(args.batch, args.frames, 3, args.size, args.size, device=device, dtype=torch.bfloat16)
-    labels = torch.arange(args.batch, device=device) % args.classes
 
     def train_step():
         training_step_loss(encoder, header, frames, labels, texts, "NCE").float().backward()

@@ -30,8 +30,7 @@ from utils.errors import UsageError, check_given_files  # noqa: E402
 from utils.logger import setup_logging  # noqa: E402
 from workflows.feature_extraction import extract_features, extraction_settings, write_inputs_list  # noqa: E402
 from workflows.inference import load_video_model  # noqa: E402
-from workflows.training import (PRECISION_HELP, PRECISIONS, autocast_for, inference_weight_dtype,  # noqa: E402
-                                resolve_precision, seed_everything)  # noqa: E402
+from workflows.training import PRECISION_HELP, PRECISIONS, autocast_for, resolve_precision, seed_everything  # noqa: E402
 
 logger = logging.getLogger("bike")
 
@@ -89,7 +88,7 @@ def main(argv=None):
     dataset = build_dataset(config, "test", test_crops=views["test_crops"], test_clips=views["test_clips"],
                             dense=views["dense"])
     seed_everything(config.seed)  # the same model in every process, even a randomly initialised one
-    encoder, header = load_video_model(config, args.weights, ctx.device, inference_weight_dtype(precision))
+    encoder, header = load_video_model(config, args.weights, ctx.device, precision)
     settings = extraction_settings(config, args.weights, views, precision, dtype, args.shard_size)
     if args.inputs:  # the list is temporary: record what it was made of
         settings.update(video_list=None, inputs=list(args.inputs))

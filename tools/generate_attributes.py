@@ -64,15 +64,16 @@ def parse_args(argv=None):
     return args
 
 
-def load_retriever(config, weights, device, dtype):
-    """(VideoEncoder, header) with weights in `dtype`: a BIKE checkpoint with its header, or zero-shot CLIP
-    with mean pooling."""
+def load_retriever(config, weights, device, precision):
+    """(VideoEncoder, header) with weights in the dtype of `precision`: a BIKE checkpoint with its header, or
+    zero-shot CLIP with mean pooling."""
     if weights:
-        return load_video_model(config, weights, device, dtype)
+        return load_video_model(config, weights, device, precision)
     clip_model = build_clip(config)
     if not config.network.init:
         logger.warning("network.init is off: zero-shot attributes from a CLIP that is not pretrained are noise")
     header = VideoHeader("None", "DP", embed_dim=clip_model.config.embed_dim)
+    dtype = inference_weight_dtype(precision)
     return VideoEncoder(clip_model).to(device, dtype).eval(), header.to(device, dtype).eval()
 
 
@@ -104,7 +105,7 @@ def main(argv=None):
     dataset = build_dataset(config, "test", test_crops=args.test_crops, test_clips=args.test_clips)
     phrases = read_lexicon(args.lexicon or [CLASS_LEXICON], dataset.class_names)
     seed_everything(config.seed)  # the same model in every process, even a randomly initialised one
-    encoder, header = load_retriever(config, args.weights, ctx.device, inference_weight_dtype(precision))
+    encoder, header = load_retriever(config, args.weights, ctx.device, precision)
     entries = generate_attributes(encoder, header, dataset, phrases, output, topk=args.topk,
                                   batch_size=args.batch_size or config.data.batch_size, workers=config.data.workers,
                                   device=ctx.device, autocast=autocast, save_every=args.save_every, rank=ctx.rank,

@@ -1,8 +1,6 @@
 """Everything evaluation programs share: the model from a checkpoint, class texts, the test data loader."""
 import logging
 
-import torch
-
 import clip
 from datasets.build import build_dataset
 from modules import VideoHeader, text_prompt
@@ -13,7 +11,7 @@ from utils.checkpoint import MODEL_KEY, load_header_weights, read_checkpoint, tr
 from clip.weights import strip_module_prefix
 from workflows.evaluation import evaluation_loader
 from utils.distributed import add_distributed_arguments
-from workflows.training import PRECISION_HELP, PRECISIONS, build_clip
+from workflows.training import PRECISION_HELP, PRECISIONS, build_clip, inference_weight_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +32,9 @@ def add_evaluation_arguments(parser, save_scores_help="write {'scores', 'labels'
     return parser
 
 
-def load_video_model(config, weights=None, device="cpu", dtype=torch.float32):
-    """(VideoEncoder, VideoHeader) in eval mode, their weights in `dtype` (see inference_weight_dtype).
+def load_video_model(config, weights=None, device="cpu", precision="fp32"):
+    """(VideoEncoder, VideoHeader) in eval mode, their weights in the dtype of `precision`
+    (inference_weight_dtype).
 
     With `weights` (a BIKE checkpoint) the CLIP model is sized and loaded from the checkpoint itself, so
     no OpenAI weight file is needed; without, CLIP comes from `network.arch` (zero-shot).
@@ -50,6 +49,7 @@ def load_video_model(config, weights=None, device="cpu", dtype=torch.float32):
     else:
         clip_model = build_clip(config)
         header = VideoHeader.for_clip(network.sim_header, network.interaction, clip_model)
+    dtype = inference_weight_dtype(precision)
     encoder = VideoEncoder(clip_model).to(device, dtype).eval()
     return encoder, header.to(device, dtype).eval()
 

@@ -28,7 +28,7 @@ from modules.video_clip import view_similarities
 from workflows.attributes_branch import attribute_scores, load_attributes_branch, prompt_features
 from workflows.fusion import DEFAULT_FUSION_WEIGHTS, fuse_scores
 from workflows.inference import class_texts, load_video_model
-from workflows.training import autocast_for, inference_weight_dtype
+from workflows.training import autocast_for
 from utils.errors import UsageError
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class Predictor:
         self.sampler = ClipSampler(data.num_segments, data.seg_length, dense=data.dense if dense is None else dense,
                                    random_shift=False, num_clips=test_clips or data.test_clips)
         self.transform = test_transform(data.input_size, test_crops or data.test_crops)
-        self.encoder, self.header = load_video_model(config, weights, self.device, inference_weight_dtype(precision))
+        self.encoder, self.header = load_video_model(config, weights, self.device, precision)
         self.eot, self.tokens = class_texts(self.encoder, self.class_names, self.device, self.autocast)
 
     def with_options(self, class_names=None, test_clips=None, test_crops=None):

@@ -15,7 +15,7 @@ from utils.errors import check_given_files
 from workflows.evaluation import predict, score_metrics
 from workflows.inference import add_evaluation_arguments, class_texts, load_video_model, test_loader
 from utils.logger import counted, setup_logging
-from workflows.training import autocast_for, resolve_precision
+from workflows.training import autocast_for, precision_label, resolve_precision
 
 logger = logging.getLogger("bike")
 
@@ -48,8 +48,9 @@ def main(argv=None):
     # A checkpoint that does not fit fails here.
     encoder, header = load_video_model(config, args.weights, ctx.device, precision)
     loader = test_loader(config, ctx, crops, clips, args.dense or config.data.dense)
-    logger.info("%s x %s x %s, %s", counted(len(loader.dataset), "video"), counted(clips, "clip"),
-                counted(crops, "crop"), counted(ctx.world_size, "process", "processes"))
+    logger.info("%s x %s x %s, %s; precision %s", counted(len(loader.dataset), "video"), counted(clips, "clip"),
+                counted(crops, "crop"), counted(ctx.world_size, "process", "processes"),
+                precision_label(args.precision, precision))
 
     eot, tokens = class_texts(encoder, loader.dataset.class_names, ctx.device, autocast)
     scores, labels = predict(encoder, header, loader, eot, tokens, ctx.device, autocast, ctx.is_main and not args.no_progress)

@@ -22,7 +22,7 @@ from utils.distributed import init_distributed, run_program
 from utils.errors import check_given_files
 from workflows.inference import add_evaluation_arguments, class_texts, load_video_model, test_loader
 from utils.logger import counted, setup_logging
-from workflows.training import autocast_for, resolve_precision
+from workflows.training import autocast_for, precision_label, resolve_precision
 from workflows.zeroshot import (SCORINGS, averaged_softmax, predict_logits, splits_summary, units_per_video,
                             zero_shot_result)
 
@@ -65,9 +65,9 @@ def evaluate_split(config_path, config, args, ctx, precision):
     crops = args.test_crops or config.data.test_crops
     clips = args.test_clips or config.data.test_clips
     loader = test_loader(config, ctx, crops, clips, args.dense or config.data.dense)
-    logger.info("%s: %s x %s x %s, %s, %s", config_path, counted(len(loader.dataset), "video"),
+    logger.info("%s: %s x %s x %s, %s, %s; precision %s", config_path, counted(len(loader.dataset), "video"),
                 counted(clips, "clip"), counted(crops, "crop"), counted(loader.dataset.num_classes, "class", "classes"),
-                counted(ctx.world_size, "process", "processes"))
+                counted(ctx.world_size, "process", "processes"), precision_label(args.precision, precision))
     eot, tokens = class_texts(encoder, loader.dataset.class_names, ctx.device, autocast)
     return predict_logits(encoder, header, loader, eot, tokens, ctx.device, autocast, views=crops * clips,
                           units=units_per_video(config, crops * clips, args.scoring), scoring=args.scoring,

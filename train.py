@@ -25,8 +25,8 @@ from workflows.evaluation import evaluation_loader, predict, score_metrics
 from utils.logger import counted, epoch_label, setup_logging
 from utils.solver import build_optimizer, build_scheduler
 from workflows.training import (PRECISION_HELP, PRECISIONS, ClassTexts, autocast_for, build_clip, freeze_towers,
-                            resolve_precision, save_training_checkpoint, seed_everything, starting_point,
-                            train_one_epoch)
+                            precision_label, resolve_precision, save_training_checkpoint, seed_everything,
+                            starting_point, train_one_epoch)
 
 logger = logging.getLogger("bike")
 
@@ -122,7 +122,8 @@ def main(argv=None):
         shutil.copy(args.config, work_dir / Path(args.config).name)
         (work_dir / "config_resolved.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     logger.info("run folder %s; %s on %s; precision %s; torch %s", work_dir,
-                counted(ctx.world_size, "process", "processes"), ctx.device, precision, torch.__version__)
+                counted(ctx.world_size, "process", "processes"), ctx.device, precision_label(args.precision, precision),
+                torch.__version__)
     show_progress = ctx.is_main and not args.no_progress
 
     clip_model, header = build_models(config, ctx.device)

@@ -40,9 +40,9 @@ from utils.distributed import init_distributed, run_program
 from workflows.evaluation import evaluation_loader
 from utils.logger import counted, epoch_label, setup_logging
 from utils.solver import build_optimizer, build_scheduler
-from workflows.training import (ClassTexts, autocast_for, build_clip, freeze_towers, resolve_precision,
-                                save_training_checkpoint, seed_everything, starting_point, train_one_epoch,
-                                training_checkpoint)
+from workflows.training import (ClassTexts, autocast_for, build_clip, freeze_towers, precision_label,
+                                resolve_precision, save_training_checkpoint, seed_everything, starting_point,
+                                train_one_epoch, training_checkpoint)
 
 logger = logging.getLogger("bike")
 
@@ -125,7 +125,8 @@ def main(argv=None):
         shutil.copy(args.config, work_dir / Path(args.config).name)
         (work_dir / "config_resolved.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     logger.info("%s branch training in %s; %s on %s; precision %s; fusion weights %s", args.branch, work_dir,
-                counted(ctx.world_size, "process", "processes"), ctx.device, precision, args.fusion_weights)
+                counted(ctx.world_size, "process", "processes"), ctx.device, precision_label(args.precision, precision),
+                args.fusion_weights)
     show_progress = ctx.is_main and not args.no_progress
 
     if args.branch == "attributes":

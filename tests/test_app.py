@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiny_run import write_tiny_checkpoint
+from tests.tiny_run import FP32, write_tiny_checkpoint
 from tests.test_predict import one_video_config
 from utils.config import load_config
 from tests.data_factory import write_video
@@ -117,7 +117,7 @@ def test_browser_upload_classes_result(model, tmp_path):
     expected = CLASSES[model["predictor"].predict(model["video"]).top(1)[0][0]]
     port = free_port()
     command = [sys.executable, "tools/app.py", "--config", model["config"], "--weights", model["weights"],
-               "--classes", ",".join(CLASSES), "--port", str(port), "--cpu",
+               "--classes", ",".join(CLASSES), "--port", str(port), "--cpu", *FP32,  # as the Predictor
                "--examples", str(Path(model["video"]).parent)]
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
     # SIGINT as a terminal delivers it, even when the suite runs as a background job (which ignores SIGINT,

@@ -19,6 +19,7 @@ from workflows.attribute_generation import ChunkLog, generate_attributes, read_l
 from workflows.fusion import evaluate_fusion, fuse_scores
 from utils.config import load_config
 from workflows.training import build_clip, seed_everything
+from tests.tiny_run import FP32
 
 # A file as the original authors distribute them: pretty-printed, phrases only (no scores).
 ORIGINAL_LAYOUT = textwrap.dedent("""\
@@ -109,7 +110,7 @@ def test_generated_phrases_and_scores_match_an_independent_computation(tiny_conf
     output = tmp_path / "val.json"
     generate_tool.main(["--config", config_path, "--output", str(output), "--lexicon", "classes", "--lexicon",
                         str(lexicon), "--topk", "4", "--batch_size", "3", "--save_every", "5", "--cpu",
-                        "--no_progress"])
+                        *FP32, "--no_progress"])
 
     config = load_config(config_path)
     seed_everything(config.seed)

@@ -15,7 +15,7 @@ from datasets.annotations import load_class_names
 from modules import VideoHeader
 from tests.resume_checks import assert_same_tensors, killed_mid_run
 from tests.test_co_train import write_attribute_files
-from tests.tiny_run import TinyConfig
+from tests.tiny_run import FP32, TinyConfig
 from workflows import attributes_branch
 
 BATCH, EPOCHS, LR, CLIP_RATIO = 2, 2, 1e-3, 0.1
@@ -67,7 +67,7 @@ def attributes_run(tiny_dataset, tmp_path_factory):
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setattr(attributes_branch, "attributes_step_loss", recording_loss)
         monkeypatch.setattr(train_co, "build_optimizer", recording_optimizer)
-        result = train_co.main(["--config", config, "--log_time", "whole", "--cpu", "--no_progress"])
+        result = train_co.main(["--config", config, "--log_time", "whole", "--cpu", *FP32, "--no_progress"])
     return dict(tiny=tiny, config=config, folder=tiny.run_folder("whole"), steps=steps, optimizer=optimizers[0],
                 result=result)
 
@@ -132,7 +132,7 @@ def test_the_attributes_checkpoint_is_fused_by_test_py(attributes_run, tiny_data
 
 def test_an_attributes_run_killed_mid_epoch_and_resumed_ends_bit_identical(attributes_run):
     tiny, config = attributes_run["tiny"], attributes_run["config"]
-    arguments = ["--config", config, "--log_time", "killed", "--cpu", "--no_progress"]
+    arguments = ["--config", config, "--log_time", "killed", "--cpu", *FP32, "--no_progress"]
     killed = tiny.run_folder("killed")
     killed_mid_run("train_co.py", arguments, rf"epoch {EPOCHS}/{EPOCHS} attributes \[2/4\]")
     assert torch.load(killed / "last_model.pt", weights_only=True)["epoch"] == EPOCHS - 2

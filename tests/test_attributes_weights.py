@@ -22,6 +22,7 @@ from tests.test_checkpoint import original_layout
 from tests.test_clip_model import perturbed
 from tests.test_tokenizer import reference_tokenize
 from utils.errors import UsageError
+from tests.tiny_run import FP32
 
 LINE = r"Overall Prec@1 (\d+\.\d{3})% Prec@5 (\d+\.\d{3})%"
 
@@ -87,7 +88,7 @@ def test_attributes_branch_uses_the_attributes_files_text_tower_and_head(pair, t
                                                                            tmp_path, capsys):
     config, video, attributes, clip_state, head_state, phrases = pair
     test_program.main(["--config", config, "--weights", video, "--attributes_weights", attributes, "--cpu",
-                       "--no_progress", "--save_scores", str(tmp_path / "scores.pt")])
+                       *FP32, "--no_progress", "--save_scores", str(tmp_path / "scores.pt")])
     printed = capsys.readouterr().out
     saved = torch.load(tmp_path / "scores.pt", weights_only=True)
 
@@ -149,7 +150,7 @@ def test_predict_fuses_an_attributes_file_for_inputs_the_json_covers(pair, tiny_
     config, video, attributes, clip_state, head_state, phrases = pair
     folder = str(Path(tiny_config.values["data"]["val_root"]) / next(iter(phrases)))
     (tmp_path / "mine.json").write_text(json.dumps({folder: {"classname_topk": next(iter(phrases.values()))}}))
-    common = ["--config", config, "--weights", video, "--cpu", folder]
+    common = ["--config", config, "--weights", video, "--cpu", *FP32, folder]
     [plain] = predict.main(common)
     [fused] = predict.main([*common, "--attributes_weights", attributes, "--attributes", str(tmp_path / "mine.json"),
                             "--output", str(tmp_path / "out.json")])

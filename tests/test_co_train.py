@@ -16,7 +16,7 @@ from datasets.annotations import load_class_names, read_video_list
 from datasets.attributes import write_attributes
 from workflows.attributes_branch import ATTRIBUTES_HEAD_KEY
 from tests.resume_checks import EpochRecorder, assert_resumed
-from tests.tiny_run import TinyConfig
+from tests.tiny_run import FP32, TinyConfig
 from utils.config import ConfigError, load_config
 
 TOPK = 2
@@ -50,7 +50,7 @@ def co_run(tiny_dataset, tmp_path_factory):
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setattr(train_co, "save_checkpoints", keeping_each_epoch(train_co.save_checkpoints))
         report = train_co.main(["--config", config, "--branch", "joint", "--log_time", "co", "--cpu",
-                                 "--no_progress"])
+                                 *FP32, "--no_progress"])
     return SimpleNamespace(config=config, folder=tiny_config.run_folder("co"), report=report, tiny=tiny_config)
 
 
@@ -88,7 +88,7 @@ def test_co_training_checkpoint_is_evaluated_fused_by_test_py(co_run, tiny_datas
 
     scores_file = tmp_path / "scores.pt"
     test_program.main(["--config", co_run.config, "--weights", str(co_run.folder / "last_model.pt"), "--cpu",
-                       "--no_progress", "--save_scores", str(scores_file)])
+                       *FP32, "--no_progress", "--save_scores", str(scores_file)])
     saved = torch.load(scores_file, weights_only=True)
     # test.py's branches are those of the last validation of training ...
     torch.testing.assert_close(saved["scores"], co_run.report.video.scores)
@@ -106,7 +106,8 @@ def test_co_training_checkpoint_is_evaluated_fused_by_test_py(co_run, tiny_datas
 def test_resumed_co_training_restores_both_heads(co_run, monkeypatch):
     recorder = EpochRecorder(train_co.train_one_epoch)
     monkeypatch.setattr(train_co, "train_one_epoch", recorder)
-    train_co.main(["--config", co_run.config, "--branch", "joint", "--log_time", "resumed", "--cpu", "--no_progress",
+    train_co.main(["--config", co_run.config, "--branch", "joint", "--log_time", "resumed", "--cpu", *FP32,
+                   "--no_progress",
                    f"resume={co_run.folder / 'epoch0.pt'}"])
     assert_resumed(recorder, torch.load(co_run.folder / "epoch0.pt", weights_only=True),
                    (co_run.tiny.run_folder("resumed") / "log.txt").read_text(), epochs=2)

@@ -19,7 +19,7 @@ import test as test_program
 from datasets.sampling import segment_test_indices
 from datasets.transforms import normalize_on_device
 from modules import VideoHeader
-from tests.tiny_run import write_tiny_checkpoint
+from tests.tiny_run import FP32, write_tiny_checkpoint
 from tests.test_predict import one_video_config
 from tools import export as export_tool
 from utils.config import load_config
@@ -53,7 +53,7 @@ def one_video(tiny_dataset, trained, tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("export")
     config, video = one_video_config(TinyConfig(tiny_dataset, folder), folder, "video")
-    test_program.main(["--config", config, "--weights", trained, *VIEWS, "--cpu", "--no_progress",
+    test_program.main(["--config", config, "--weights", trained, *VIEWS, "--cpu", *FP32, "--no_progress",
                        "--save_scores", str(folder / "scores.pt")])
     with av.open(video) as container:
         stream = container.streams.video[0]

@@ -27,6 +27,7 @@ from tools import extract_features
 from utils.config import load_config
 from utils.errors import UnusableFileError, report_user_errors
 from workflows.inference import class_texts, load_video_model
+from tests.tiny_run import FP32
 
 REPO = Path(__file__).resolve().parent.parent
 VIEWS = ["--test_crops", "3", "--test_clips", "2"]
@@ -68,11 +69,11 @@ def vcs_scores(temporal, eot, tokens):
 def test_features_give_test_py_scores_again(sim_header, interaction, tiny_config, tmp_path):
     weights = checkpoint_for(tmp_path, sim_header, interaction)
     config = tiny_config.write(network={"sim_header": sim_header, "interaction": interaction})
-    test_program.main(["--config", config, "--weights", weights, *VIEWS, "--cpu", "--no_progress",
+    test_program.main(["--config", config, "--weights", weights, *VIEWS, "--cpu", *FP32, "--no_progress",
                        "--save_scores", str(tmp_path / "scores.pt")])
     expected = torch.load(tmp_path / "scores.pt", weights_only=True)
-    count = extract_features.main(["--config", config, "--weights", weights, *VIEWS, "--cpu", "--no_progress",
-                                   "--out", str(tmp_path / "features"), "--shard_size", "3"])
+    count = extract_features.main(["--config", config, "--weights", weights, *VIEWS, "--cpu", *FP32,
+                                   "--no_progress", "--out", str(tmp_path / "features"), "--shard_size", "3"])
     tensors, rows = read_output(tmp_path / "features")
     assert count == len(rows) == len(expected["labels"]) == len(tensors["frames"])
     assert [int(r["label"]) for r in rows] == expected["labels"].tolist()

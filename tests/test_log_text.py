@@ -31,7 +31,7 @@ def test_test_py_counts_one_clip_one_crop_and_one_process_in_the_singular(tiny_c
     test_program.main(["--config", tiny_config.write(), "--weights", str(tmp_path / "best.pt"), "--cpu",
                        "--no_progress", "--test_clips", "1", "--test_crops", "1"])
     log = capsys.readouterr().out  # test.py logs to stdout
-    assert "8 videos x 1 clip x 1 crop, 1 process\n" in log
+    assert "8 videos x 1 clip x 1 crop, 1 process; precision " in log
     assert "test [2/2], eta" in log
 
 

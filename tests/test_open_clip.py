@@ -26,7 +26,7 @@ from datasets.attributes import read_attributes
 from datasets.build import build_dataset
 from modules import PROMPT_TEMPLATE, VideoHeader, text_prompt
 from modules.video_clip import VideoEncoder
-from tests.tiny_run import TinyConfig
+from tests.tiny_run import FP32, TinyConfig
 from tools import generate_attributes as generate_tool
 from tools import predict
 from utils.checkpoint import read_checkpoint
@@ -231,7 +231,7 @@ def trained(request, weights, tiny_dataset, tmp_path_factory):
 
 def test_test_py_scores_of_a_trained_checkpoint_are_open_clips_own_math(trained, tmp_path):
     scores_file = tmp_path / "scores.pt"
-    test_program.main(["--config", trained.config, "--weights", trained.checkpoint, "--cpu", "--no_progress",
+    test_program.main(["--config", trained.config, "--weights", trained.checkpoint, "--cpu", *FP32, "--no_progress",
                        "--save_scores", str(scores_file)])
     expected = plain_scores(trained.reference, trained.name, trained.class_names, trained.views)
     torch.testing.assert_close(torch.load(scores_file)["scores"], expected, atol=1e-5, rtol=1e-4)
@@ -240,7 +240,7 @@ def test_test_py_scores_of_a_trained_checkpoint_are_open_clips_own_math(trained,
 def test_zero_shot_frame_scores_are_open_clips_own_math(trained, tmp_path):
     scores_file = tmp_path / "zeroshot.pt"
     zeroshot_program.main(["--config", trained.config, "--weights", trained.checkpoint, "--scoring", "frames",
-                           "--cpu", "--no_progress", "--save_scores", str(scores_file)])
+                           "--cpu", *FP32, "--no_progress", "--save_scores", str(scores_file)])
     expected = plain_scores(trained.reference, trained.name, trained.class_names, trained.views, frame_scores=True)
     torch.testing.assert_close(torch.load(scores_file)["scores"], expected, atol=1e-5, rtol=1e-4)
 
@@ -248,7 +248,7 @@ def test_zero_shot_frame_scores_are_open_clips_own_math(trained, tmp_path):
 def test_predict_scores_a_video_as_open_clips_own_math(trained):
     record = trained.dataset.records[0]
     video = str(Path(load_config(trained.config).data.val_root) / record.path)
-    predictions = predict.main(["--config", trained.config, "--weights", trained.checkpoint, video, "--cpu"])
+    predictions = predict.main(["--config", trained.config, "--weights", trained.checkpoint, video, "--cpu", *FP32])
     expected = plain_scores(trained.reference, trained.name, trained.class_names, trained.views[:1])[0]
     torch.testing.assert_close(predictions[0].scores, expected, atol=1e-5, rtol=1e-4)
 
@@ -260,7 +260,8 @@ def test_generated_attributes_rank_phrases_by_open_clips_own_features(weights, t
     config_path = tiny_config.write(network={"arch": f"open_clip:{name}", "pretrained": pretrained, "init": True},
                                     data={"num_segments": 2})
     output = tmp_path / "val.json"
-    generate_tool.main(["--config", config_path, "--output", str(output), "--topk", "3", "--cpu", "--no_progress"])
+    generate_tool.main(["--config", config_path, "--output", str(output), "--topk", "3", "--cpu", *FP32,
+                        "--no_progress"])
     dataset = build_dataset(load_config(config_path), "test")
     generated = read_attributes(output)
     prompts = open_clip.get_tokenizer(name)([PROMPT_TEMPLATE.format(n) for n in dataset.class_names])

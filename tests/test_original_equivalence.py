@@ -17,6 +17,7 @@ from modules import VideoHeader, text_prompt
 from tests import clip_math
 from tests.test_clip_model import TINY_SHAPES, openai_model, perturbed
 from utils.metrics import original_map_scores
+from tests.tiny_run import FP32
 
 MEAN, STD = torch.tensor(clip.CLIP_MEAN).view(3, 1, 1), torch.tensor(clip.CLIP_STD).view(3, 1, 1)
 
@@ -94,7 +95,7 @@ def original_scores(reference, header_state, tiny_dataset, clips=1, crops=1, ind
 
 
 def saved_scores(checkpoint, config, folder, *options):
-    test_program.main(["--config", config, "--weights", str(checkpoint), "--cpu", "--no_progress",
+    test_program.main(["--config", config, "--weights", str(checkpoint), "--cpu", *FP32, "--no_progress",
                        "--save_scores", str(folder / "scores.pt"), *options])
     return torch.load(folder / "scores.pt", weights_only=True)
 

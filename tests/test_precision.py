@@ -15,6 +15,7 @@ import torch
 import clip
 from modules import VideoHeader, text_prompt
 from modules.video_clip import VideoEncoder, class_features, view_scores
+from utils.hardware import native_bf16_flags
 from workflows.training import autocast_for, resolve_precision
 
 CPU = torch.device("cpu")
@@ -61,9 +62,9 @@ def checkpoint(tmp_path_factory):
     return write_tiny_checkpoint(tmp_path_factory.mktemp("precision_ckpt") / "model_best.pt", seed=0)
 
 
-def test_test_py_holds_bf16_weights_and_scores_within_bf16_rounding(tiny_config, checkpoint, tmp_path, monkeypatch):
-    """--precision bf16: the evaluated model's weights are bf16 (autocast casts none of them per forward)."""
-    import test as test_program
+@pytest.fixture
+def evaluated_weight_dtypes(monkeypatch):
+    """The dtypes of the encoder's and header's weights at every evaluation forward (test.py), as a list."""
     from workflows import evaluation
 
     weight_dtypes, real_view_scores = [], evaluation.view_scores
@@ -73,17 +74,60 @@ def test_test_py_holds_bf16_weights_and_scores_within_bf16_rounding(tiny_config,
         return real_view_scores(encoder, header, *args, **kwargs)
 
     monkeypatch.setattr(evaluation, "view_scores", recording_view_scores)
+    return weight_dtypes
+
+
+def test_test_py_holds_bf16_weights_and_scores_within_bf16_rounding(tiny_config, checkpoint, tmp_path,
+                                                                     evaluated_weight_dtypes):
+    """--precision bf16: the evaluated model's weights are bf16 (autocast casts none of them per forward)."""
+    import test as test_program
+
     config, scores = tiny_config.write(), {}
     for precision in ("fp32", "bf16"):
-        weight_dtypes.clear()
+        evaluated_weight_dtypes.clear()
         test_program.main(["--config", config, "--weights", checkpoint, "--cpu", "--no_progress",
                            "--precision", precision, "--save_scores", str(tmp_path / f"{precision}.pt")])
         expected = torch.float32 if precision == "fp32" else torch.bfloat16
-        assert weight_dtypes and all(dtypes == {expected} for dtypes in weight_dtypes), precision
+        assert evaluated_weight_dtypes and all(dtypes == {expected} for dtypes in evaluated_weight_dtypes), precision
         scores[precision] = torch.load(tmp_path / f"{precision}.pt", weights_only=True)["scores"]
     assert SCORE_TOLERANCE < (scores["fp32"].max() - scores["fp32"].min()) / 5  # untrained: probabilities near 1/8
     assert not torch.equal(scores["bf16"], scores["fp32"])
     torch.testing.assert_close(scores["bf16"], scores["fp32"], atol=SCORE_TOLERANCE, rtol=0)
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ("fpu sse avx2 avx512f avx512_bf16 amx_bf16 amx_tile", ("amx_bf16", "avx512_bf16")),  # Sapphire Rapids
+    ("fpu sse avx2 avx512f avx512_bf16", ("avx512_bf16",)),  # Zen 4, Cooper Lake
+    ("fpu sse avx2 avx512f avx512_vnni", ()),  # Ice Lake: AVX-512 without bf16
+])
+def test_native_bf16_flags_are_read_from_the_cpuinfo_flags_line(flags, expected, tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("".join(f"processor\t: {n}\nmodel name\t: some CPU with amx_bf16 in its name\n"
+                               f"flags\t\t: {flags}\nbugs\t\t: avx512_bf16_bug\n\n" for n in range(2)))
+    assert native_bf16_flags(str(cpuinfo)) == expected
+    assert native_bf16_flags(str(tmp_path / "missing")) == ()
+
+
+@pytest.mark.parametrize("flags, precision, line", [
+    (("avx512_bf16",), "bf16", "precision bf16 (the default on this CPU: avx512_bf16; --precision fp32 for float32)"),
+    ((), "fp32", "precision fp32 (the default on a CPU without native bf16)"),
+])
+def test_default_cpu_precision_follows_native_bf16_and_is_logged(flags, precision, line, tiny_config, checkpoint,
+                                                                  tmp_path, monkeypatch, capsys,
+                                                                  evaluated_weight_dtypes):
+    """Without --precision, test.py on the CPU runs bf16 (bf16 weights) where the CPU multiplies bf16 natively,
+    float32 elsewhere, and its first line says which and why; an explicit --precision fp32 always wins."""
+    import test as test_program
+    from workflows import training
+
+    monkeypatch.setattr(training, "native_bf16_flags", lambda: flags)
+    assert training.resolve_precision(None, CPU) == precision
+    assert training.resolve_precision(None, torch.device("cuda")) == "amp"
+    assert training.resolve_precision("fp32", CPU) == "fp32"
+    test_program.main(["--config", tiny_config.write(), "--weights", checkpoint, "--cpu", "--no_progress"])
+    assert line in capsys.readouterr().out
+    expected = torch.bfloat16 if precision == "bf16" else torch.float32
+    assert evaluated_weight_dtypes and all(dtypes == {expected} for dtypes in evaluated_weight_dtypes)
 
 
 def test_predictor_holds_bf16_weights_and_predicts_within_bf16_rounding(tiny_config, checkpoint):

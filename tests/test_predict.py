@@ -10,7 +10,7 @@ from PIL import Image
 import test as test_program
 from datasets.decoding import SampleReadError
 from datasets.transforms import normalize_on_device
-from tests.tiny_run import write_tiny_checkpoint
+from tests.tiny_run import FP32, write_tiny_checkpoint
 from tools import predict
 from utils.config import load_config
 from utils.errors import UsageError
@@ -77,7 +77,7 @@ def test_plot_shows_the_header_vcs_weights(tiny_config, checkpoint, tmp_path, mo
     torch.testing.assert_close(predictor.saliency(prediction.frames, classes), direct[:, 0], rtol=0, atol=0)
     assert torch.allclose(direct.sum(-1), torch.ones(3, 1))
 
-    predict.main(["--config", config_path, "--weights", checkpoint, video, "--cpu",
+    predict.main(["--config", config_path, "--weights", checkpoint, video, "--cpu", *FP32,  # as the Predictor
                   "--classes", "moving left,growing,rotating,vanishing", "--plot", str(tmp_path / "x.png")])
     torch.testing.assert_close(shown["weights"], direct[:, 0], rtol=0, atol=0)
 

@@ -17,7 +17,7 @@ from datasets.streaming import StreamingVideo
 from modules import AttributesHead
 from tests.data_factory import truncate_file, write_video
 from tests.test_attributes_weights import attributes_checkpoint, tiny_clip
-from tests.tiny_run import TinyConfig
+from tests.tiny_run import FP32, TinyConfig
 from tools import make_demo_data, predict
 from utils.errors import UsageError
 from workflows import timeline as timeline_module
@@ -164,7 +164,7 @@ def test_attributes_fusion_adds_the_video_attribute_scores_to_every_window(long_
     phrases = tmp_path / "phrases.json"
     phrases.write_text(json.dumps({video: {"classname_topk": ["growing", "appearing"],
                                            "classname_topk_scores": [0.3, 0.2]}}))
-    common = ["--config", config, "--weights", weights, video, "--cpu", "--timeline", "3"]
+    common = ["--config", config, "--weights", weights, video, "--cpu", *FP32, "--timeline", "3"]
     plain = predict.main(common)
     fused = predict.main([*common, "--attributes_weights", attributes, "--attributes", str(phrases),
                           "--fusion_weights", "0.6", "0.4"])

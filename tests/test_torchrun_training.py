@@ -9,7 +9,7 @@ import torch
 
 import test as test_program
 from tests.test_distributed import torchrun
-from tests.tiny_run import TinyConfig
+from tests.tiny_run import FP32, TinyConfig
 
 REPO = Path(__file__).resolve().parent.parent
 DRIVER = str(REPO / "tests" / "torchrun_train.py")
@@ -26,7 +26,8 @@ def two_processes(tiny_dataset, tmp_path_factory):
     tiny = TinyConfig(tiny_dataset, tmp_path_factory.mktemp("torchrun"))
     config = tiny.write(data={"batch_size": 2}, solver={"epochs": 2})
     records = tiny.folder / "records_whole"
-    torchrun([DRIVER, str(records), "--config", config, "--log_time", "whole", "--cpu", "--no_progress"], timeout=420)
+    torchrun([DRIVER, str(records), "--config", config, "--log_time", "whole", "--cpu", *FP32, "--no_progress"],
+             timeout=420)
     return tiny, config, records, tiny.run_folder("whole")
 
 
@@ -53,7 +54,8 @@ def test_only_rank_0_writes_checkpoints_and_the_log(two_processes):
 def test_validation_during_training_equals_one_process_on_the_same_weights(two_processes, tmp_path):
     _, config, records, folder = two_processes
     for epoch in (0, 1):
-        test_program.main(["--config", config, "--weights", str(folder / f"epoch{epoch}.pt"), "--cpu", "--no_progress",
+        test_program.main(["--config", config, "--weights", str(folder / f"epoch{epoch}.pt"), "--cpu", *FP32,
+                           "--no_progress",
                            "--save_scores", str(tmp_path / f"one{epoch}.pt")])
         one = torch.load(tmp_path / f"one{epoch}.pt", weights_only=True)["scores"]
         torch.testing.assert_close(torch.load(records / f"validation_{epoch}.pt"), one, atol=1e-6, rtol=1e-5)
@@ -62,7 +64,7 @@ def test_validation_during_training_equals_one_process_on_the_same_weights(two_p
 def test_a_resumed_two_process_run_continues_the_interrupted_one(two_processes):
     tiny, config, _, whole = two_processes
     records = tiny.folder / "records_resumed"
-    torchrun([DRIVER, str(records), "--config", config, "--log_time", "resumed", "--cpu", "--no_progress",
+    torchrun([DRIVER, str(records), "--config", config, "--log_time", "resumed", "--cpu", *FP32, "--no_progress",
               f"resume={whole / 'epoch0.pt'}"], timeout=300)
     folder = tiny.run_folder("resumed")
     checkpoint = torch.load(whole / "epoch0.pt", weights_only=True)

@@ -23,6 +23,7 @@ from datasets.transforms import normalize_on_device
 from utils.config import load_config
 from utils.distributed import init_distributed
 from workflows import inference
+from tests.tiny_run import FP32
 from workflows.zeroshot import (HALF_CLASS_SEEDS, MeanStd, half_class_subset, splits_summary, subset_topk,
                             zero_shot_result)
 
@@ -264,7 +265,7 @@ def test_default_is_the_published_per_frame_protocol(tiny_config, openai_referen
         model.visual.proj.mul_(0.02)
     torch.save(original_layout(model, VideoHeader.for_clip("Transf", "VCS", model), "module."), tmp_path / "zs.pt")
     [result] = test_zeroshot.main(["--config", config, "--weights", str(tmp_path / "zs.pt"), "--cpu",
-                                   "--no_progress", "--save_scores", str(tmp_path / "scores.pt")])
+                                   *FP32, "--no_progress", "--save_scores", str(tmp_path / "scores.pt")])
     printed = capsys.readouterr().out
 
     # The same frames (the test dataset's one view per video), then plain math on the checkpoint's weights.
@@ -292,7 +293,7 @@ def test_default_is_the_published_per_frame_protocol(tiny_config, openai_referen
 
 def test_frames_scoring_is_the_originals_per_frame_clip_softmax(tiny_config, checkpoint, tmp_path):
     config_path = tiny_config.write()
-    test_zeroshot.main(["--config", config_path, "--weights", checkpoint, "--cpu", "--no_progress",
+    test_zeroshot.main(["--config", config_path, "--weights", checkpoint, "--cpu", *FP32, "--no_progress",
                         "--test_crops", "3", "--scoring", "frames", "--save_scores", str(tmp_path / "f.pt")])
     saved = torch.load(tmp_path / "f.pt", weights_only=True)
 

@@ -3,6 +3,10 @@ from pathlib import Path
 
 import yaml
 
+# Program arguments of runs whose numbers a test compares with an independent float32 computation at float32
+# tolerances: on a CPU with native bf16 the programs' default precision is bf16.
+FP32 = ("--precision", "fp32")
+
 
 class TinyConfig:
     """A demo-schema config with a 32-pixel random-init ViT, 4 frames, batch 4, no workers."""

@@ -25,7 +25,7 @@ from utils.config import load_config  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
 from utils.errors import UsageError, check_given_files  # noqa: E402
 from workflows.prediction import Predictor, parse_class_names  # noqa: E402
-from workflows.training import PRECISION_HELP, PRECISIONS, resolve_precision  # noqa: E402
+from workflows.training import PRECISION_HELP, PRECISIONS, precision_label, resolve_precision  # noqa: E402
 
 logger = logging.getLogger("bike")
 MAX_EXAMPLES = 8
@@ -72,7 +72,9 @@ def create_page(args):
     examples = example_videos(args.examples) if args.examples else []
     class_names = parse_class_names(args.classes or config.data.label_list)
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
-    predictor = Predictor(config, class_names, args.weights, device, resolve_precision(args.precision, device))
+    precision = resolve_precision(args.precision, device)
+    logger.info("precision %s", precision_label(args.precision, precision))
+    predictor = Predictor(config, class_names, args.weights, device, precision)
     return build_page(predictor, examples, int(args.max_upload_mb * 2**20), args.keep_uploads)
 
 

@@ -30,7 +30,8 @@ from utils.errors import UsageError, check_given_files  # noqa: E402
 from utils.logger import setup_logging  # noqa: E402
 from workflows.feature_extraction import extract_features, extraction_settings, write_inputs_list  # noqa: E402
 from workflows.inference import load_video_model  # noqa: E402
-from workflows.training import PRECISION_HELP, PRECISIONS, autocast_for, resolve_precision, seed_everything  # noqa: E402
+from workflows.training import (PRECISION_HELP, PRECISIONS, autocast_for, precision_label,  # noqa: E402
+                                resolve_precision, seed_everything)
 
 logger = logging.getLogger("bike")
 
@@ -84,6 +85,7 @@ def main(argv=None):
     views = {"test_clips": args.test_clips or data.test_clips, "test_crops": args.test_crops or data.test_crops,
              "dense": bool(args.dense or data.dense)}
     precision = resolve_precision(args.precision, ctx.device)
+    logger.info("precision %s", precision_label(args.precision, precision))
     dtype = torch.float16 if args.float16 else torch.float32
     dataset = build_dataset(config, "test", test_crops=views["test_crops"], test_clips=views["test_clips"],
                             dense=views["dense"])

@@ -28,7 +28,7 @@ from utils.errors import check_given_files  # noqa: E402
 from workflows.inference import load_video_model  # noqa: E402
 from utils.logger import setup_logging  # noqa: E402
 from workflows.training import (PRECISION_HELP, PRECISIONS, autocast_for, build_clip,  # noqa: E402
-                                inference_weight_dtype, resolve_precision, seed_everything)
+                                inference_weight_dtype, precision_label, resolve_precision, seed_everything)
 
 logger = logging.getLogger("bike")
 
@@ -101,6 +101,7 @@ def main(argv=None):
     for lexicon in args.lexicon or []:
         check_given_files(lexicon=None if lexicon == CLASS_LEXICON else lexicon)
     precision = resolve_precision(args.precision, ctx.device)
+    logger.info("precision %s", precision_label(args.precision, precision))
     autocast = autocast_for(precision, ctx.device)
     dataset = build_dataset(config, "test", test_crops=args.test_crops, test_clips=args.test_clips)
     phrases = read_lexicon(args.lexicon or [CLASS_LEXICON], dataset.class_names)

@@ -42,7 +42,8 @@ from utils.distributed import run_program  # noqa: E402
 from utils.errors import UsageError, check_given_files  # noqa: E402
 from workflows.prediction import AttributesFusion, Predictor, find_inputs, parse_class_names, plot_saliency  # noqa: E402
 from workflows.timeline import plot_timeline, predict_timeline, write_timeline  # noqa: E402
-from workflows.training import PRECISION_HELP, PRECISIONS, autocast_for, resolve_precision  # noqa: E402
+from workflows.training import (PRECISION_HELP, PRECISIONS, autocast_for, precision_label,  # noqa: E402
+                                resolve_precision)
 
 logger = logging.getLogger("bike")
 SALIENCY_CLASSES = 3
@@ -133,6 +134,7 @@ def run(args):
             open_video(path, config.data.video_backend, config.data.decode_device)
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
     precision = resolve_precision(args.precision, device)
+    logger.info("precision %s", precision_label(args.precision, precision))
     autocast = autocast_for(precision, device)
     predictor = Predictor(config, class_names, args.weights, device, precision, args.test_clips, args.test_crops,
                           args.dense or None)

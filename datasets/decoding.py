@@ -287,7 +287,10 @@ class PyAVVideo:
     """A video opened with PyAV; seeks to the keyframe before far-away frames, then decodes forward.
 
     Frame k is the k-th packet in presentation order (the packet table is read once, without decoding),
-    so indices are exact for variable frame rates too and agree with TorchCodec's and decord's.
+    so indices are exact for variable frame rates too and agree with TorchCodec's and decord's. Packets of
+    frames that are not requested go to the decoder with `skip_frame` NONREF: the decoder drops those that
+    no other frame refers to (most B-frames of H.264/HEVC) instead of decoding them, which leaves every
+    decoded frame as it is (bench_data: a fifth less decoding on the benchmark's H.264 clips).
     """
 
     seek_gap = 64  # decode forward through shorter gaps; seek (to a keyframe) across longer ones
@@ -311,6 +314,7 @@ class PyAVVideo:
     def get_frames(self, indices):
         unique, inverse = _unique_with_inverse(indices)
         position_of = {pts: position for position, pts in enumerate(self._pts)}
+        wanted = {self._pts[target] for target in unique.tolist()}
         found = {}
         try:
             with av.open(self.path) as container:
@@ -319,12 +323,12 @@ class PyAVVideo:
                 for target in unique.tolist():
                     if frames is None or target - position > self.seek_gap:
                         container.seek(self._pts[target], stream=stream, backward=True)
-                        frames = container.decode(stream)
+                        frames = self._decoded(container, stream, wanted)
                     for frame in frames:
                         position = position_of.get(frame.pts, position)
-                        if position == target:
-                            found[target] = upright(torch.from_numpy(frame.to_ndarray(format="rgb24")),
-                                                     frame.rotation)
+                        if frame.pts in wanted:
+                            found[position] = upright(torch.from_numpy(frame.to_ndarray(format="rgb24")),
+                                                      frame.rotation)
                         if position >= target:
                             break
         except (av.FFmpegError, OSError) as err:
@@ -335,6 +339,17 @@ class PyAVVideo:
             raise SampleReadError(f"video {self.path}: frames {missing} of {len(self)} could not be decoded "
                                   f"(truncated or corrupt?)")
         return _stack_channels_last([found[i] for i in unique.tolist()], inverse)
+
+    @staticmethod
+    def _decoded(container, stream, wanted_pts):
+        """The frames decoded from the container's position on, in presentation order, skipping the
+        non-reference frames whose presentation time is not in `wanted_pts`."""
+        codec = stream.codec_context
+        codec.flush_buffers()  # after a seek: nothing of before it comes out
+        for packet in container.demux(stream):
+            if packet.size:
+                codec.skip_frame = "DEFAULT" if packet.pts in wanted_pts else "NONREF"
+            yield from codec.decode(packet if packet.size else None)  # an empty packet: the end, drain
 
 
 def _unavailable(backend):

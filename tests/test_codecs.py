@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -66,6 +67,32 @@ def test_torchcodec_and_pyav_return_the_same_frames(codec_videos, case):
         assert torch.equal(a, b)
     else:  # chroma interpolation of the two FFmpeg builds: below one grey level on average
         assert (a - b).abs().mean() < 1.0
+
+
+def decoded_with_pyav(path, skip_frame="DEFAULT"):
+    """Every frame PyAV's decoder outputs, as RGB arrays, without seeking (the plain way)."""
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.skip_frame = skip_frame
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_pyav_frames_skipping_unrequested_non_reference_frames_are_the_plainly_decoded_ones(codec_videos, case):
+    path = str(codec_videos[0] / case.file_name)
+    everything = decoded_with_pyav(path)
+    requested = list(range(1, case.frames, 3)) + [0]  # unrequested frames between requested ones
+    frames = open_video(path, "pyav").get_frames(requested).permute(0, 2, 3, 1).numpy()
+    assert len(everything) == case.frames
+    for frame, index in zip(frames, requested):
+        np.testing.assert_array_equal(frame, everything[index], err_msg=f"frame {index}")
+
+
+def test_the_codec_videos_have_non_reference_frames_that_the_pyav_reader_skips(codec_videos):
+    """The test above covers skipped frames: H.264 and HEVC files have frames the decoder can drop."""
+    for name in ("h264_aac", "hevc"):
+        case = next(case for case in CASES if case.name == name)
+        assert len(decoded_with_pyav(str(codec_videos[0] / case.file_name), "NONREF")) < case.frames, name
 
 
 @needs_decord

@@ -189,8 +189,9 @@ def torchcodec_decoder():
 
 # FFmpeg threads per decoder. One: the loader's workers are the parallelism, and decoding the few frames
 # of a seek gained nothing from frame threads here (8 of 150 frames at 320x426: 0.039 CPU-s with one
-# thread, 0.053 with two). A threaded TorchCodec decoder that is still alive when a process forks its
-# loader workers also hangs the worker that frees it (FFmpeg waits for threads the fork did not copy).
+# thread, 0.053 with two). A threaded decoder (TorchCodec's, or PyAV's kept-open one) that is still alive when a
+# process forks its loader workers also hangs the worker that frees it (FFmpeg waits for threads the fork
+# did not copy).
 DECODER_THREADS = 1
 
 
@@ -298,15 +299,29 @@ class PyAVVideo:
     def __init__(self, path):
         self.path = path
         try:
-            with av.open(path) as container:
-                if not container.streams.video:
-                    raise SampleReadError(f"video {path} has no video stream")
-                stream = container.streams.video[0]
-                self._pts = sorted(packet.pts for packet in container.demux(stream) if packet.pts is not None)
-                announced = stream.frames
+            # Kept open for get_frames: opening decodes the first frame (FFmpeg's stream probing), a sixth of
+            # a benchmark clip's decoding. PyAV closes it when this object goes.
+            self._container = av.open(path)
         except (av.FFmpegError, OSError) as err:
             raise SampleReadError(f"cannot open video {path}: {_ffmpeg_reason(err)}") from err
-        _check_frame_count(path, announced, len(self._pts))
+        try:
+            self._pts = self._presentation_times()
+        except BaseException:
+            self._container.close()  # now, not whenever the error's traceback goes
+            raise
+
+    def _presentation_times(self):
+        """The video packets' pts in presentation order (demuxed, not decoded), as many as the header says."""
+        if not self._container.streams.video:
+            raise SampleReadError(f"video {self.path} has no video stream")
+        stream = self._container.streams.video[0]
+        stream.codec_context.thread_count = DECODER_THREADS  # no decoder threads for a loader's fork to orphan
+        try:
+            pts = sorted(packet.pts for packet in self._container.demux(stream) if packet.pts is not None)
+        except (av.FFmpegError, OSError) as err:
+            raise SampleReadError(f"cannot open video {self.path}: {_ffmpeg_reason(err)}") from err
+        _check_frame_count(self.path, stream.frames, len(pts))
+        return pts
 
     def __len__(self):
         return len(self._pts)
@@ -316,21 +331,21 @@ class PyAVVideo:
         position_of = {pts: position for position, pts in enumerate(self._pts)}
         wanted = {self._pts[target] for target in unique.tolist()}
         found = {}
+        container = self._container
         try:
-            with av.open(self.path) as container:
-                stream = container.streams.video[0]
-                frames, position = None, -1
-                for target in unique.tolist():
-                    if frames is None or target - position > self.seek_gap:
-                        container.seek(self._pts[target], stream=stream, backward=True)
-                        frames = self._decoded(container, stream, wanted)
-                    for frame in frames:
-                        position = position_of.get(frame.pts, position)
-                        if frame.pts in wanted:
-                            found[position] = upright(torch.from_numpy(frame.to_ndarray(format="rgb24")),
-                                                      frame.rotation)
-                        if position >= target:
-                            break
+            stream = container.streams.video[0]
+            frames, position = None, -1
+            for target in unique.tolist():
+                if frames is None or target - position > self.seek_gap:
+                    container.seek(self._pts[target], stream=stream, backward=True)
+                    frames = self._decoded(container, stream, wanted)
+                for frame in frames:
+                    position = position_of.get(frame.pts, position)
+                    if frame.pts in wanted:
+                        found[position] = upright(torch.from_numpy(frame.to_ndarray(format="rgb24")),
+                                                  frame.rotation)
+                    if position >= target:
+                        break
         except (av.FFmpegError, OSError) as err:
             raise SampleReadError(f"cannot decode video {self.path} (truncated or corrupt?): "
                                   f"{_ffmpeg_reason(err)}") from err

@@ -34,7 +34,7 @@ PRECISION_HELP = ("amp: fp16 autocast, float32 weights, loss scaling in training
 
 def default_precision(device: torch.device) -> str:
     """fp16 autocast with a grad scaler on GPU ('amp', as the original); on CPU bf16 where the CPU multiplies
-    bf16 natively (bench_model: 2x fp32 for ViT-B/32 with AVX512-BF16, more with AMX), else fp32."""
+    bf16 natively (bench_model: 1.7-2x fp32 for ViT-B/32 with AVX512-BF16, more with AMX), else fp32."""
     if device.type == "cuda":
         return "amp"
     return "bf16" if native_bf16_flags() else "fp32"

@@ -124,7 +124,7 @@ def test_browser_upload_classes_result(model, tmp_path):
     # and a Python started with SIGINT ignored never raises KeyboardInterrupt).
     app = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    requested = []
+    requested, failure = [], None
     try:
         wait_for(f"http://127.0.0.1:{port}/", app)
         with sync_playwright() as playwright:
@@ -132,9 +132,14 @@ def test_browser_upload_classes_result(model, tmp_path):
                 str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
             page = browser.new_page()
             page.on("request", lambda request: requested.append(request.url))
-            page.goto(f"http://127.0.0.1:{port}/")
-            page.locator("#video input[type=file]").set_input_files(model["video"])
-            page.get_by_text(Path(model["video"]).name).first.wait_for(timeout=60_000)
+            # networkidle: the page has fetched its config and components, so the file input is the live one
+            page.goto(f"http://127.0.0.1:{port}/", wait_until="networkidle")
+            with page.expect_response(lambda r: "/gradio_api/upload?" in r.url, timeout=60_000) as upload:
+                page.locator("#video input[type=file]").set_input_files(model["video"])
+            assert upload.value.ok, upload.value.status
+            # the file box shows the uploaded file's name (its stem and extension in separate elements; the
+            # examples list below it names other files of the folder)
+            page.locator("#video").get_by_text(Path(model["video"]).stem).first.wait_for(timeout=60_000)
             page.locator("#classes textarea").fill(", ".join(CLASSES[::-1]))
             page.locator("#run").click()
             message = page.locator("#message")
@@ -145,6 +150,8 @@ def test_browser_upload_classes_result(model, tmp_path):
             assert len(set(shown) & set(CLASSES)) == 5  # and all five with their probabilities
             page.screenshot(path=os.environ.get("BIKE_APP_SCREENSHOT", str(tmp_path / "page.png")), full_page=True)
             browser.close()
+    except Exception as err:  # noqa: BLE001 (re-raised below with the app's log, which says what the app saw)
+        failure = err
     finally:
         app.send_signal(signal.SIGINT)  # as Ctrl+C: the app stops and removes its upload folder
         try:
@@ -152,6 +159,8 @@ def test_browser_upload_classes_result(model, tmp_path):
         except subprocess.TimeoutExpired:
             app.kill()  # no app left behind
             raise
+    if failure is not None:
+        raise AssertionError(f"{failure}\napp log:\n{log}") from failure
     assert requested and all(url.startswith(f"http://127.0.0.1:{port}/") or url.startswith("data:")
                              for url in requested), sorted(set(requested))
     uploads = re.search(r"uploads are kept in (\S+) until the app stops", log)

@@ -357,10 +357,9 @@ class PyAVVideo:
 
     @staticmethod
     def _decoded(container, stream, wanted_pts):
-        """The frames decoded from the container's position on, in presentation order, skipping the
-        non-reference frames whose presentation time is not in `wanted_pts`."""
+        """The frames decoded from the container's position on (after a seek, which flushes the decoder), in
+        presentation order, skipping the non-reference frames whose presentation time is not in `wanted_pts`."""
         codec = stream.codec_context
-        codec.flush_buffers()  # after a seek: nothing of before it comes out
         for packet in container.demux(stream):
             if packet.size:
                 codec.skip_frame = "DEFAULT" if packet.pts in wanted_pts else "NONREF"

@@ -284,6 +284,20 @@ def upright(image_hwc, rotation):
     return torch.rot90(image_hwc, turns, dims=(0, 1)) if turns else image_hwc
 
 
+# swscale threads per conversion. One: PyAV keeps a conversion context per thread for the thread's life,
+# and a forked child (a loader or pool worker) that inherits a threaded one waits forever for slice threads
+# the fork did not copy. The workers are the parallelism.
+CONVERSION_THREADS = 1
+
+
+def rgb_frame(frame, width=None, height=None, interpolation=None):
+    """A decoded PyAV frame as uint8 [H, W, 3] RGB, upright (as every reader returns frames), optionally
+    resized to width x height (before the rotation) with FFmpeg's `interpolation`. Safe across forks."""
+    array = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation=interpolation,
+                             threads=CONVERSION_THREADS)
+    return upright(torch.from_numpy(array), frame.rotation)
+
+
 class PyAVVideo:
     """A video opened with PyAV; seeks to the keyframe before far-away frames, then decodes forward.
 
@@ -342,8 +356,7 @@ class PyAVVideo:
                 for frame in frames:
                     position = position_of.get(frame.pts, position)
                     if frame.pts in wanted:
-                        found[position] = upright(torch.from_numpy(frame.to_ndarray(format="rgb24")),
-                                                  frame.rotation)
+                        found[position] = rgb_frame(frame)
                     if position >= target:
                         break
         except (av.FFmpegError, OSError) as err:

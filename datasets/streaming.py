@@ -9,9 +9,8 @@ import logging
 import os
 
 import av
-import torch
 
-from datasets.decoding import SampleReadError
+from datasets.decoding import SampleReadError, rgb_frame
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +54,7 @@ class StreamingVideo:
                 for frame in container.decode(stream):
                     index += 1
                     if index in wanted:
-                        yield index, torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)
+                        yield index, rgb_frame(frame).permute(2, 0, 1)
                     if index >= last:
                         return
         except (av.FFmpegError, OSError) as err:

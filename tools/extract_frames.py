@@ -23,13 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
+from PIL import Image
 from tqdm import tqdm
 
 if __package__ in (None, ""):  # run as a script: make the repository's packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from datasets.annotations import AnnotationError  # noqa: E402
-from datasets.decoding import VIDEO_EXTENSIONS  # noqa: E402
+from datasets.decoding import VIDEO_EXTENSIONS, rgb_frame  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ def _decode_into(video_path, folder, video_id, options):
                     continue
                 next_time = (frame.time if next_time is None else next_time) + 1.0 / options.fps
             width, height = resized(frame.width, frame.height, options.short_side)
-            image = frame.reformat(width=width, height=height, format="rgb24", interpolation="BICUBIC").to_image()
+            image = Image.fromarray(rgb_frame(frame, width, height, "BICUBIC").contiguous().numpy())
             image.save(folder / _frame_name(options, video_id, options.start_index + count), quality=options.quality)
             count += 1
     if count == 0:

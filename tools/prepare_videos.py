@@ -28,12 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
-import torch
 
 if __package__ in (None, ""):  # run as a script: make the repository's packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets.decoding import upright  # noqa: E402
+from datasets.decoding import rgb_frame  # noqa: E402
 from tools.extract_frames import Outcome, log_outcomes, resized, run_per_video, source_videos  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
 
@@ -94,8 +93,7 @@ def _encode(source, target, options):
             out = None
             for frame in reader.decode(stream):
                 width, height = (_even(side) for side in resized(frame.width, frame.height, options.short_side))
-                image = upright(torch.from_numpy(frame.to_ndarray(width=width, height=height, format="rgb24",
-                                                                  interpolation="BICUBIC")), frame.rotation)
+                image = rgb_frame(frame, width, height, "BICUBIC")
                 if out is None:
                     out = _add_stream(writer, options, rate, *image.shape[:2])
                 writer.mux(out.encode(av.VideoFrame.from_ndarray(image.contiguous().numpy(), format="rgb24")))

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU figure of the README's performance table in one run (about 8 minutes on one H100), after the
+# Every GPU figure of benchmarks/README.md in one run (about 8 minutes on one H100), after the
 # multi-GPU correctness checks of scripts/gpu_smoke.sh (a few minutes; logs in FOLDER/smoke):
 #   bash benchmarks/run_gpu.sh [folder for the logs, default .cache/gpu_bench]
 # ViT-B/16 and ViT-L/14, 8 frames, batch 32, bf16 (ViT-B/16 also amp): training step and inference against

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 python -m pip install -q -r requirements.txt
 python tools/make_demo_data.py --out .cache/demo_data --no-progress
 python tools/pretrain_demo_clip.py --out .cache/demo_clip/RN-Tiny-synthetic.pt
-# fp32 also on CPUs whose default is bf16: the tiny ResNet gains little from bf16, and the README's demo
+# fp32 also on CPUs whose default is bf16: the tiny ResNet gains little from bf16, and the demo's
 # figures (and its ablation table) are fp32 figures that a bf16 run would move by rounding.
 python train.py --config configs/demo/demo.yaml --log_time demo --precision fp32 "$@"
 run=exps/demo/RN-Tiny-synthetic/demo

@@ -3,7 +3,7 @@
 #   MASTER_ADDR=10.0.0.1 MASTER_PORT=29500 NNODES=2 bash scripts/run_train_multinodes.sh CONFIG NODE_RANK [args]
 # GPUs per node: all visible ones, or NPROC_PER_NODE.
 # Checkpoints are written on node 0; resume=/pretrain= files, the config, lists and videos must be at the
-# same paths on every node (shared storage or copies): see the README's 'Several nodes'.
+# same paths on every node (shared storage or copies): see docs/training.md, 'Several nodes'.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/launch_common.sh

@@ -1,7 +1,7 @@
 """tools/export.py: the ONNX and .pt2 files score as test.py does on the same frames, without the project.
 
 test.py's saved scores are the reference (its own dataset, transforms and view scoring). The exported
-file's frames are decoded here with PyAV and sampled by the README's formula, so the README's recipe is
+file's frames are decoded here with PyAV and sampled by the formula of docs/deployment.md, so its recipe is
 what is checked. Tolerances are measured: a resized pixel may differ from torchvision's uint8 resize by 1.
 """
 import json
@@ -131,9 +131,10 @@ def test_half_precision_files_are_close_to_fp32(one_video, trained, tmp_path, pr
     torch.testing.assert_close(scores[0], reference, atol=tolerance, rtol=0)  # measured 6e-6 fp16, 7e-5 bf16
 
 
-def test_readme_recipes_run_without_the_project(exported, tmp_path):
-    """The README's onnxruntime and torch snippets, in a fresh interpreter that cannot import this project."""
-    text = (REPO / "README.md").read_text()
+def test_documented_recipes_run_without_the_project(exported, tmp_path):
+    """The onnxruntime and torch snippets of docs/deployment.md, in a fresh interpreter that cannot import
+    this project."""
+    text = (REPO / "docs" / "deployment.md").read_text()
     section = text[text.index("### Run an exported model without this project"):]
     snippets = section.split("```python\n")[1:3]
     assert len(snippets) == 2

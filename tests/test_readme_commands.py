@@ -1,12 +1,12 @@
-"""The README's Usage section stays true: every command in it that runs on the demo's outputs is run here,
-with its arguments as written, on a small stand-in for the demo's outputs; every other command is a
-template whose program and named configs exist.
+"""The documentation stays true: every command of README.md and of the pages in docs/ that runs on the demo's
+outputs is run here, with its arguments as written, on a small stand-in for the demo's outputs; every other
+command is a template whose program and named configs exist.
 
-The commands are read from README.md itself, so the README cannot drift from the code. The stand-in is a
-temporary working folder laid out like the repository after `bash scripts/demo.sh`: the demo dataset
-with 2 clips a class, the demo configs shortened to one epoch, and the demo run made by the demo
-script's train.py and test.py commands. Each program's `main` runs in this process (the programs'
-own start-up as scripts is tested elsewhere), which saves an interpreter start per command.
+The commands are read from the pages themselves, so the documentation cannot drift from the code. The
+stand-in is a temporary working folder laid out like the repository after `bash scripts/demo.sh`: the demo
+dataset with 2 clips a class, the demo configs shortened to one epoch, and the demo run made by the demo
+script's train.py and test.py commands. Each program's `main` runs in this process (the programs' own
+start-up as scripts is tested elsewhere), which saves an interpreter start per command.
 """
 import contextlib
 import importlib
@@ -32,19 +32,35 @@ OUTPUT_OPTIONS = ("--out", "--plot", "--table", "--save_scores", "--output")
 PLACEHOLDER = re.compile(r"^[A-Z][A-Z0-9_]+(\.\w+)?$|\.\.\.")
 
 
-def usage_commands():
-    """The commands of README.md's Usage section, as argument lists: every line of its ```bash blocks
-    (continuations joined, comments dropped), and the inline `python ...` spans that name demo paths."""
-    text = (REPO / "README.md").read_text()
-    usage = text[text.index("\n## Usage"):text.index("\n## Reference")]
+def documentation_pages():
+    """README.md and every page of docs/."""
+    return [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
+def page_commands(text):
+    """The commands of one page, as argument lists: every line of its ```bash blocks (continuations joined,
+    comments dropped), and its inline `python ...` and `bash scripts/...` spans that run a file of this
+    repository (not `python -c` or `python -m pytest`)."""
     commands = []
-    for block in re.findall(r"^[ \t]*```bash\n(.*?)^[ \t]*```", usage, re.S | re.M):
+    for block in re.findall(r"^[ \t]*```bash\n(.*?)^[ \t]*```", text, re.S | re.M):
         for line in re.sub(r"\\\n", " ", block).splitlines():
             if shlex.split(line, comments=True):
                 commands.append(shlex.split(line, comments=True))
-    for span in re.findall(r"`(python [^`]+)`", usage):
-        if any(path in span for path in DEMO_PATHS):
-            commands.append(shlex.split(span))
+    prose = re.sub(r"^[ \t]*```.*?^[ \t]*```", "", text, flags=re.S | re.M)  # the text outside fenced blocks
+    for span in re.findall(r"`((?:python |bash scripts/)[^`]+)`", prose):
+        words = shlex.split(span)
+        if words[0] == "bash" or words[1] == "-m" and (REPO / words[2].split(".")[0]).is_dir() or words[1].endswith(".py"):
+            commands.append(words)
+    return commands
+
+
+def usage_commands():
+    """The commands of README.md and docs/*.md, each once, in page order."""
+    commands = []
+    for page in documentation_pages():
+        for command in page_commands(page.read_text()):
+            if command not in commands:
+                commands.append(command)
     return commands
 
 
@@ -53,23 +69,39 @@ def is_demo(command):
 
 
 def program(command):
-    """The script a command runs (after environment assignments and `python`/`bash`)."""
+    """The file a command runs (after environment assignments and `python`/`bash`/`torchrun` with their
+    options; `python -m package.module` runs package/module.py)."""
     words = [word for word in command if not re.match(r"^[A-Z_]+=", word)]
-    return words[1] if words[0] in ("python", "bash") else words[0]
+    if words[0] == "python" and words[1] == "-m":
+        return words[2].replace(".", "/") + ".py"
+    if words[0] in ("python", "bash", "torchrun"):
+        return next(word for word in words[1:] if not word.startswith("-"))
+    return words[0]
 
 
-def test_every_usage_command_runs_on_the_demo_or_is_a_template_of_existing_files():
+def test_every_documented_command_runs_on_the_demo_or_is_a_template_of_existing_files():
     commands = usage_commands()
     assert {program(command) for command in commands if is_demo(command)} == {
-        "tools/plot_curves.py", "tools/predict.py", "tools/analyze_scores.py",  # and the attributes example:
+        "tools/plot_curves.py", "tools/predict.py", "tools/analyze_scores.py", "train.py",  # and the attributes example:
         "tools/generate_attributes.py", "train_co.py", "test.py", "tools/make_demo_data.py", "tools/extract_features.py",
         "tools/export.py", "tools/app.py"}
     for command in commands:
-        assert (REPO / program(command)).is_file(), f"README names a missing program: {shlex.join(command)}"
-        configs = [word for word in command if word.startswith("configs/")]
+        if command[:3] == ["pip", "install", "-r"]:  # an optional extra: its requirements file exists
+            assert (REPO / command[3]).is_file(), f"missing requirements file in {shlex.join(command)}"
+            continue
+        assert (REPO / program(command)).is_file(), f"the docs name a missing program: {shlex.join(command)}"
+        configs = [word.split("=")[-1] for word in command if re.match(r"^([\w.]+=)?configs/", word)]
         assert all((REPO / config).is_file() for config in configs), f"missing config in {shlex.join(command)}"
-        if not is_demo(command):  # the user's data: placeholders, or a public dataset's shipped config
+        if not is_demo(command) and command[-1] not in (program(command), program(command)[:-3].replace("/", ".")):
+            # the user's data: placeholders, or a public dataset's shipped config (a program without
+            # arguments, like the demo script, runs as it is)
             assert configs or any(PLACEHOLDER.search(word) for word in command), shlex.join(command)
+
+
+def test_every_page_is_linked_from_the_readme():
+    readme = (REPO / "README.md").read_text()
+    for page in documentation_pages()[1:]:
+        assert f"(docs/{page.name})" in readme, f"README.md has no link to docs/{page.name}"
 
 
 def shortened_config(source: Path, target: Path):
@@ -133,12 +165,15 @@ def demo_outputs(tmp_path_factory):
     return root, demo
 
 
-def test_the_usage_commands_run_as_written_on_the_demo_outputs(demo_outputs):
+def test_the_documented_commands_run_as_written_on_the_demo_outputs(demo_outputs):
     root, demo = demo_outputs
     for command in filter(is_demo, usage_commands()):
         for word in command:  # a clip the full demo has and the small one lacks: a clip of its class
             if word.startswith(".cache/demo_data/videos/") and not (root / word).exists():
                 shutil.copy(sorted((root / word).parent.glob("*.mp4"))[0], root / word)
+        for option, word in zip(command, command[1:]):  # a run of one short epoch may keep no best model
+            if option == "--weights" and not (root / word).exists() and (root / word).with_name("last_model.pt").exists():
+                shutil.copy((root / word).with_name("last_model.pt"), root / word)
         run(command, root)
         outputs = [command[i + 1] for i, word in enumerate(command) if word in OUTPUT_OPTIONS]
         if program(command) == "tools/plot_curves.py":

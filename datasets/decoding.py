@@ -195,10 +195,16 @@ def torchcodec_decoder():
 DECODER_THREADS = 1
 
 
-def _check_frame_count(path, announced, held):
-    if announced and held < announced:
-        raise SampleReadError(f"video {path} is truncated: its header announces {announced} frames, "
-                              f"the file holds {held}")
+def _check_complete(path, announced, held, header_end, content_end, frame_gap):
+    """Raises SampleReadError when the frames a file holds end before the duration its header announces.
+
+    A header's frame count is only a hint (a variable-rate AVI counts ticks of its time base, not frames),
+    so the test is on time: the file is truncated when its last frame ends more than two frame gaps early.
+    Times in seconds."""
+    if content_end < header_end - 2 * frame_gap:
+        announced = f"{announced} frames, {header_end:.2f} s" if announced else f"{header_end:.2f} s"
+        raise SampleReadError(f"video {path} is truncated: its header announces {announced}, the file holds "
+                              f"{held} frames, {content_end:.2f} s")
 
 
 class TorchCodecVideo:
@@ -219,7 +225,12 @@ class TorchCodecVideo:
             raise SampleReadError(f"cannot open video {path}: TorchCodec cannot read it: "
                                   f"{_torchcodec_reason(err)}") from err
         try:
-            _check_frame_count(path, self._decoder.metadata.num_frames_from_header, len(self._decoder))
+            metadata = self._decoder.metadata
+            if metadata.duration_seconds_from_header and metadata.end_stream_seconds_from_content is not None:
+                content = metadata.end_stream_seconds_from_content - metadata.begin_stream_seconds_from_content
+                _check_complete(path, metadata.num_frames_from_header, len(self._decoder),
+                                metadata.duration_seconds_from_header + (metadata.begin_stream_seconds_from_header or 0),
+                                metadata.end_stream_seconds_from_content, content / max(len(self._decoder), 1))
         except SampleReadError:
             del self._decoder  # now, not whenever the error's traceback goes
             raise
@@ -325,7 +336,7 @@ class PyAVVideo:
             raise
 
     def _presentation_times(self):
-        """The video packets' pts in presentation order (demuxed, not decoded), as many as the header says."""
+        """The video packets' pts in presentation order (demuxed, not decoded); the file must be complete."""
         if not self._container.streams.video:
             raise SampleReadError(f"video {self.path} has no video stream")
         stream = self._container.streams.video[0]
@@ -334,7 +345,11 @@ class PyAVVideo:
             pts = sorted(packet.pts for packet in self._container.demux(stream) if packet.pts is not None)
         except (av.FFmpegError, OSError) as err:
             raise SampleReadError(f"cannot open video {self.path}: {_ffmpeg_reason(err)}") from err
-        _check_frame_count(self.path, stream.frames, len(pts))
+        if pts and stream.duration:
+            base = float(stream.time_base)
+            gap = float(np.median(np.diff(pts))) if len(pts) > 1 else stream.duration / max(stream.frames, 1)
+            _check_complete(self.path, stream.frames, len(pts), (stream.duration + (stream.start_time or 0)) * base,
+                            (pts[-1] + gap) * base, gap * base)
         return pts
 
     def __len__(self):
@@ -342,23 +357,20 @@ class PyAVVideo:
 
     def get_frames(self, indices):
         unique, inverse = _unique_with_inverse(indices)
-        position_of = {pts: position for position, pts in enumerate(self._pts)}
-        wanted = {self._pts[target] for target in unique.tolist()}
+        self._position_of = {pts: position for position, pts in enumerate(self._pts)}
+        self._wanted = {self._pts[target] for target in unique.tolist()}
         found = {}
-        container = self._container
         try:
-            stream = container.streams.video[0]
             frames, position = None, -1
             for target in unique.tolist():
+                if target in found:
+                    continue
                 if frames is None or target - position > self.seek_gap:
-                    container.seek(self._pts[target], stream=stream, backward=True)
-                    frames = self._decoded(container, stream, wanted)
-                for frame in frames:
-                    position = position_of.get(frame.pts, position)
-                    if frame.pts in wanted:
-                        found[position] = rgb_frame(frame)
-                    if position >= target:
-                        break
+                    frames = self._seek(self._pts[target])
+                position = self._decode_until(frames, target, found, position)
+                if target not in found:  # the seek landed past it (AVI seeks by decoding time): seek earlier
+                    frames = self._seek(self._pts[target - self.seek_gap] if target >= self.seek_gap else None)
+                    position = self._decode_until(frames, target, found, -1)
         except (av.FFmpegError, OSError) as err:
             raise SampleReadError(f"cannot decode video {self.path} (truncated or corrupt?): "
                                   f"{_ffmpeg_reason(err)}") from err
@@ -367,6 +379,26 @@ class PyAVVideo:
             raise SampleReadError(f"video {self.path}: frames {missing} of {len(self)} could not be decoded "
                                   f"(truncated or corrupt?)")
         return _stack_channels_last([found[i] for i in unique.tolist()], inverse)
+
+    # Frames a decoder may hand out after later ones: packed B-frames of DivX/Xvid AVIs come out of order.
+    reorder_window = 8
+
+    def _seek(self, pts):
+        """Decoded frames from the keyframe at or before `pts` (None: from the stream's start) on."""
+        stream = self._container.streams.video[0]
+        self._container.seek(stream.start_time or 0 if pts is None else pts, stream=stream, backward=True)
+        return self._decoded(self._container, stream, self._wanted)
+
+    def _decode_until(self, frames, target, found, position):
+        """Decodes from `frames` into `found` (position: frame) until `target` is found or decoding is
+        `reorder_window` frames past it; returns the last decoded position."""
+        for frame in frames:
+            position = self._position_of.get(frame.pts, position)
+            if frame.pts in self._wanted:
+                found[position] = rgb_frame(frame)
+            if target in found or position >= target + self.reorder_window:
+                break
+        return position
 
     @staticmethod
     def _decoded(container, stream, wanted_pts):
@@ -427,6 +459,11 @@ def check_cuda_decoding(backend="auto"):
 
 _READERS = {"torchcodec": TorchCodecVideo, "pyav": PyAVVideo, "decord": DecordVideo}
 
+# Containers without presentation times (FFmpeg derives them from the decoding order): TorchCodec returns
+# frame k-1 for frame k of an MPEG-4 AVI with B-frames, decord frames further off; PyAV's reader decodes
+# them as a plain front-to-back decode does.
+PYAV_ONLY_SUFFIXES = (".avi",)
+
 
 def default_video_backend():
     """The reader a video opens with when none is asked for: 'torchcodec' or 'pyav'."""
@@ -435,7 +472,8 @@ def default_video_backend():
 
 def open_video(path, backend=None, device="cpu"):
     """Opens a video file with `backend` ('auto' or None, 'torchcodec', 'pyav', 'decord'), falling back to
-    the automatic readers it is not; device 'cuda' decodes with TorchCodec on the GPU.
+    the automatic readers it is not; device 'cuda' decodes with TorchCodec on the GPU. AVI files decode
+    with PyAV on the CPU whatever `backend` says (PYAV_ONLY_SUFFIXES), logged.
 
     Raises SampleReadError when no reader opens the file (with PyAV's reason, FFmpeg's complete one,
     where PyAV was tried) and VideoBackendError when `backend` or `device` cannot be used here.
@@ -445,6 +483,11 @@ def open_video(path, backend=None, device="cpu"):
         device = f"cuda:{torch.cuda.current_device()}"  # this process's GPU (one per rank)
     if not os.path.isfile(path):
         raise SampleReadError(f"video {path} does not exist")
+    if device == "cpu" and os.path.splitext(path)[1].lower() in PYAV_ONLY_SUFFIXES and order[0] != "pyav":
+        _log_once(("pyav only", backend), logging.WARNING if backend not in (None, "auto") else logging.INFO,
+                  "%s: AVI files decode with PyAV, not %s: AVI stores no presentation times, and %s places "
+                  "the frames of AVIs with B-frames wrongly (later files: debug log)", path, order[0], order[0])
+        order = ("pyav",)
     errors = {}
     for name in order:
         try:

@@ -4,6 +4,7 @@ Frames show their index as `tests.data_factory.frame_image` draws it, so a decod
 frame it is. No system ffmpeg is needed.
 """
 import struct
+from fractions import Fraction
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,3 +114,35 @@ def over_report_avi_frames(path, announced=1000):
     with open(path, "wb") as handle:
         handle.write(data)
     return path
+
+
+def write_bframe_avi(path, fourcc="DX50", frames=150):
+    """An MPEG-4 Part 2 AVI with two B-frames between references, tagged as DivX 5 (DX50) or Xvid (XVID), as
+    the DivX/Xvid era wrote them. AVI keeps the decoding order only: FFmpeg derives the presentation times,
+    and a seek by time lands a frame late."""
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("mpeg4", rate=24)
+        video.width, video.height, video.pix_fmt, video.codec_tag = 64, 48, "yuv420p", fourcc
+        video.codec_context.max_b_frames, video.codec_context.qmax = 2, 3
+        for index in range(frames):
+            container.mux(video.encode(av.VideoFrame.from_ndarray(frame_image(index), format="rgb24")))
+        container.mux(video.encode())
+    return str(path)
+
+
+VFR_TICKS = (0, 7, 14, 15, 16, 30, 50, 51, 70, 100, 101, 102, 130, 190)
+
+
+def write_vfr_avi(path):
+    """A Cinepak AVI whose 14 frames stand at irregular ticks of 1/15 s (VFR_TICKS): its header's frame
+    count is the last tick (191), not the number of frames, as in variable-rate AVIs from old cameras."""
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("cinepak", rate=15)
+        video.width, video.height, video.pix_fmt = 64, 48, "rgb24"
+        video.codec_context.time_base = Fraction(1, 15)
+        for index, tick in enumerate(VFR_TICKS):
+            frame = av.VideoFrame.from_ndarray(frame_image(index), format="rgb24")
+            frame.pts, frame.time_base = tick, Fraction(1, 15)
+            container.mux(video.encode(frame))
+        container.mux(video.encode())
+    return str(path)

@@ -41,7 +41,7 @@ def trained(tmp_path_factory):
 def decoded_views(video, metadata):
     """uint8 [1, N, H, W, 3] of `video`: every frame decoded by PyAV, then test.py's sampled indices."""
     with av.open(video) as container:
-        frames = np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+        frames = np.stack([frame.to_ndarray(format="rgb24", threads=1) for frame in container.decode(video=0)])
     indices = segment_test_indices(len(frames), metadata.num_segments, metadata.test_clips, metadata.seg_length)
     return frames[indices.reshape(-1)][None]
 

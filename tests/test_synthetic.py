@@ -111,7 +111,7 @@ def test_lists_and_labels_follow_the_bike_formats(demo):
 def _decode_mp4(path):
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        return stream.codec_context.name, np.stack([f.to_ndarray(format="rgb24") for f in container.decode(stream)])
+        return stream.codec_context.name, np.stack([f.to_ndarray(format="rgb24", threads=1) for f in container.decode(stream)])
 
 
 def _read_jpegs(folder, num_frames):

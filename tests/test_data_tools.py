@@ -8,6 +8,8 @@ import pytest
 from PIL import Image
 
 from datasets.synthetic import write_mp4
+from tests.codec_files import set_mp4_rotation
+from tests.data_factory import frame_image, write_video
 from tools import convert_annotations, extract_frames
 from tools.annotations import ConversionError, convert_charades, convert_hmdb51, convert_kinetics, convert_ucf101
 from tools.extract_frames import FrameOptions
@@ -126,6 +128,15 @@ def test_worker_processes_write_the_same_files_as_one_process(videos, tmp_path):
     serial = {p.relative_to(tmp_path / "w1"): p.read_bytes() for p in (tmp_path / "w1").rglob("*.jpg")}
     parallel = {p.relative_to(tmp_path / "w2"): p.read_bytes() for p in (tmp_path / "w2").rglob("*.jpg")}
     assert len(serial) == 8 and serial == parallel
+
+
+def test_frames_of_a_rotated_phone_video_are_extracted_upright(tmp_path):
+    set_mp4_rotation(write_video(str(tmp_path / "videos" / "phone.mp4"), 6), 90)
+    extract_frames.extract_all(["phone.mp4"], tmp_path / "videos", tmp_path / "frames", FrameOptions(short_side=0),
+                               progress=False)
+    image = np.asarray(Image.open(tmp_path / "frames" / "phone" / "img_00004.jpg")).astype(np.float32)
+    upright = np.rot90(frame_image(3), k=-1).astype(np.float32)  # turned clockwise, as played
+    assert image.shape == upright.shape and np.abs(image - upright).mean() < 4
 
 
 def test_a_malformed_video_list_line_is_named(tmp_path):

@@ -6,6 +6,7 @@ import csv
 import json
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,7 +16,8 @@ from datasets.annotations import write_labels_csv, write_list
 from datasets.decoding import PyAVVideo, SampleReadError
 from datasets.streaming import StreamingVideo
 from modules import AttributesHead
-from tests.data_factory import truncate_file, write_video
+from tests.codec_files import set_mp4_rotation
+from tests.data_factory import frame_image, truncate_file, write_video
 from tests.test_attributes_weights import attributes_checkpoint, tiny_clip
 from tests.tiny_run import FP32, TinyConfig
 from tools import make_demo_data, predict
@@ -124,6 +126,28 @@ def test_streaming_frames_equal_the_seeking_readers(tmp_path):
     for frame, index in zip(expected, sorted(wanted)):
         assert torch.equal(streamed[index], frame), index
     assert len(StreamingVideo(path)) == 90
+
+
+@pytest.mark.parametrize("degrees", [90, 180])
+def test_streamed_frames_of_a_rotated_phone_video_are_upright_as_the_seeking_readers(tmp_path, degrees):
+    path = set_mp4_rotation(write_video(str(tmp_path / "phone.mp4"), 8), degrees)
+    streamed = dict(StreamingVideo(path).frames({3}))[3].permute(1, 2, 0).float()
+    upright = np.rot90(frame_image(3), k=-degrees // 90).astype(np.float32)  # turned clockwise, as played
+    assert streamed.shape == upright.shape
+    assert (streamed - torch.from_numpy(upright.copy())).abs().mean() < 2
+
+
+def test_the_timeline_figure_gives_every_segment_class_a_colour_and_a_legend_entry():
+    """Five classes hold segments; the figure draws the top 2 by default rules, and the other three too."""
+    probabilities = [torch.eye(6)[label] * 0.9 + 0.02 for label in (0, 1, 2, 3, 4, 0)]
+    windows = [Window(k, k + 2, p, p) for k, p in enumerate(probabilities)]
+    timeline = timeline_module.Timeline("v.mp4", [f"class {k}" for k in range(6)], 25.0, 7.0, 2.0, 1.0, windows,
+                                        merge_segments(windows, 7.0), [])
+    figure = timeline_module.timeline_figure(timeline, top=2)
+    legend = [text.get_text() for text in figure.axes[-1].get_legend().get_texts()]
+    assert sorted(legend) == [f"class {k}" for k in range(5)]
+    bands = [patch.get_facecolor() for patch in figure.axes[-1].patches]
+    assert len(bands) == len(timeline.segments) and all(colour[:3] != (0.6, 0.6, 0.6) for colour in bands)
 
 
 def test_a_truncated_video_names_the_file(tmp_path):

@@ -167,6 +167,7 @@ def predict_timeline(predictor, path, window: float, stride: Optional[float] = N
         raise ValueError("the window and the stride must be positive seconds")
     stride = window / 2 if stride is None else stride
     video = StreamingVideo(path)
+    logger.info("%s: the timeline decodes it once, front to back, with PyAV", path)
     plan = _window_indices(len(video), video.fps, window, stride, predictor.sampler)
     thumbnails = dict.fromkeys(round(k * (len(video) - 1) / max(strip - 1, 1)) for k in range(strip))
     attributes = fusion.scores(path) if fusion else None
@@ -251,14 +252,17 @@ def shown_classes(timeline: Timeline, top: int) -> List[int]:
 
 
 def timeline_figure(timeline: Timeline, top: int = 4):
-    """Frames along the video above the probabilities of the `top` shown classes over time (window centres),
-    the merged segments as coloured bands, with seconds on the axis and a legend of class names."""
+    """Frames along the video above the probabilities of the `top` shown classes, and of every class that holds
+    a segment, over time (window centres), the merged segments as bands in their class's colour, with seconds
+    on the axis and a legend of class names."""
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
     classes = shown_classes(timeline, top)
-    colours = {label: pyplot.get_cmap("tab10")(rank % 10) for rank, label in enumerate(classes)}
+    classes += list(dict.fromkeys(s.label for s in timeline.segments if s.label not in classes))  # each band's class
+    palette = pyplot.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    colours = {label: palette(rank % palette.N) for rank, label in enumerate(classes)}
     count = max(len(timeline.strip), 1)
     figure = pyplot.figure(figsize=(max(9.0, 1.1 * count), 5.2), dpi=110)
     grid = figure.add_gridspec(2, count, height_ratios=(1.0, 2.6), hspace=0.35, left=0.07, right=0.98)
@@ -273,8 +277,7 @@ def timeline_figure(timeline: Timeline, top: int = 4):
         plot.plot(centres, [float(w.probabilities[label]) for w in timeline.windows], color=colours[label],
                   lw=1.6, marker=".", ms=3, label=timeline.class_names[label])
     for segment in timeline.segments:
-        plot.axvspan(segment.start, segment.end, ymin=0.0, ymax=0.06, color=colours.get(segment.label, "0.6"),
-                     lw=0)
+        plot.axvspan(segment.start, segment.end, ymin=0.0, ymax=0.06, color=colours[segment.label], lw=0)
     plot.set_xlim(0, timeline.duration)
     plot.set_ylim(0, 1.02)
     plot.set_xlabel("seconds (points: window centres; bottom band: merged segments)")

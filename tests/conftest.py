@@ -62,6 +62,8 @@ def openai_reference():
 
 
 OPTIONAL_EXTRAS = {"tensorboard": "the optional TensorBoard extra is not installed (pip install tensorboard)",
+                   "real sample videos are NOT fetched": "the real-video tests did NOT run: the sample videos could "
+                                                         "not be fetched (bash scripts/fetch_test_videos.sh)",
                    # tests/test_app.py's skip reason: the machine could not have Debian's chromium package
                    "Chromium is not installed": "the browser test did NOT run: no Chromium (apt-get install chromium)"}
 

@@ -136,3 +136,22 @@ def test_sigterm_removes_the_apps_uploads_and_nothing_else(config, tmp_path):
         assert sorted(temp.iterdir()) == sorted({temp / "gradio", temp / "bike-app-1-killed", temp / "notes.txt"}), \
             f"left in the temporary folder: {sorted(temp.iterdir())}"
         assert "Traceback" not in first.text() + second.text(), first.text() + second.text()
+
+
+def test_sigterm_inside_the_upload_folder_block_ends_it_quietly_and_removes_the_folder(monkeypatch):
+    """SIGTERM before the server runs (while the model loads): the block ends without an exception, the folder
+    is gone, and the process's SIGTERM handling and GRADIO_TEMP_DIR are as before."""
+    from workflows.app import upload_folder
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", "before")
+    handler = signal.getsignal(signal.SIGTERM)
+    with upload_folder() as folder:
+        assert os.environ["GRADIO_TEMP_DIR"] == folder and f"bike-app-{os.getpid()}-" in folder
+        (Path(folder) / "upload.mp4").write_bytes(b"video")
+        # a handler of the block's own, or this signal would end the test run itself
+        assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None, handler)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)  # the handler interrupts this at once
+        raise AssertionError("SIGTERM did not end the block")
+    assert not os.path.exists(folder)
+    assert os.environ["GRADIO_TEMP_DIR"] == "before" and signal.getsignal(signal.SIGTERM) == handler

@@ -114,6 +114,8 @@ def test_what_reads_as_names_and_what_as_a_file(tmp_path, caplog):
     assert parse_class_names("archery, biking") == ["archery", "biking"]
     assert parse_class_names("jump.high, run") == ["jump.high", "run"]  # a comma makes it a list
     assert parse_class_names("Mr. Smith waves") == ["Mr. Smith waves"]  # a dot is not a file suffix
+    many = [f"class name {i}" for i in range(100)]  # longer than a file name can be
+    assert parse_class_names(", ".join(many)) == many
     assert [looks_like_a_path(spec) for spec in ("a.txt", "x/y", "A.CSV", "a,b.txt", "st. patrick", "v1.5")] == \
         [True, True, True, False, False, False]
     (tmp_path / "classes.txt").write_text("\ufeffarchery\n\nbiking\n")  # a byte-order mark and a blank line

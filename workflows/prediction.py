@@ -54,10 +54,14 @@ def parse_class_names(spec):
     of every program's --classes. Something that looks like a file (`looks_like_a_path`) but is none, or a
     file that is not text, is an error naming it; a single class is allowed with a warning."""
     path = Path(spec)
-    if path.is_file():
+    try:
+        is_file, exists = path.is_file(), path.exists()
+    except OSError:  # e.g. longer than a file name can be: a long list of names
+        is_file = exists = False
+    if is_file:
         names = read_names_file(path)
         where = f"class file {path}"
-    elif path.exists():
+    elif exists:
         raise AnnotationError(f"class file {path} is a folder, not a file")
     elif looks_like_a_path(spec):
         raise AnnotationError(f"class file {spec} does not exist (to name classes instead, separate them with "

@@ -50,10 +50,16 @@ def _open(path, what):
     return open(path, newline="", encoding="utf-8-sig")  # tolerates a byte-order mark
 
 
-def _numbered_lines(path, what):
+def _numbered_lines(path, what, allow_empty=False):
     with _open(path, what) as handle:
-        lines = [(number, line.strip()) for number, line in enumerate(handle, start=1) if line.strip()]
-    if not lines:
+        try:
+            lines = [(number, line.strip()) for number, line in enumerate(handle, start=1) if line.strip()]
+        except UnicodeDecodeError as error:
+            raise AnnotationError(f"{what} {path} is not a text file (not UTF-8: byte "
+                                  f"{error.object[error.start]:#04x})") from None
+    if any("\x00" in text for _, text in lines):
+        raise AnnotationError(f"{what} {path} is not a text file (it holds NUL bytes)")
+    if not lines and not allow_empty:
         raise AnnotationError(f"{what} {path} is empty")
     return lines
 
@@ -100,6 +106,14 @@ def load_class_names(path):
         missing = sorted(set(range(max(by_id) + 1)) - set(by_id))
         raise AnnotationError(f"{path}: class ids must be 0..{len(by_id) - 1}; missing {missing[:10]}")
     return [by_id[i] for i in range(len(by_id))]
+
+
+def read_names_file(path, what="class file"):
+    """Names from a labels CSV (`id,name`, by class id) or a text file with one name a line; an empty
+    file gives []."""
+    if Path(path).suffix.lower() == ".csv":
+        return load_class_names(str(path))
+    return [text for _, text in _numbered_lines(str(path), what, allow_empty=True)]
 
 
 def detect_modality(list_file):

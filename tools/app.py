@@ -5,14 +5,14 @@
 
 Without --weights the model is zero-shot CLIP of network.arch. The page binds to localhost unless
 --host says otherwise, sends nothing anywhere (Gradio's analytics are off), and keeps no upload after
-it stops unless --keep_uploads names a folder for copies. --examples: a folder of videos (searched
-recursively; the first of each subfolder) offered as one-click examples.
+it stops (Ctrl+C, or SIGTERM from systemd, Docker or Kubernetes) unless --keep_uploads names a folder for
+copies: uploads live in a temporary folder of the process's own, the only one it removes. --examples: a
+folder of videos (searched recursively; the first of each subfolder) offered as one-click examples.
 """
 import argparse
 import logging
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository's packages importable
@@ -24,6 +24,7 @@ from datasets.decoding import VIDEO_EXTENSIONS  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
 from utils.errors import UsageError, check_given_files  # noqa: E402
+from workflows.app import upload_folder  # noqa: E402
 from workflows.prediction import Predictor, parse_class_names  # noqa: E402
 from workflows.training import PRECISION_HELP, PRECISIONS, precision_label, resolve_precision  # noqa: E402
 
@@ -81,11 +82,10 @@ def create_page(args):
 def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="bike-app-") as uploads:  # removed, uploads and all, at the end
-        os.environ["GRADIO_TEMP_DIR"] = uploads
+    with upload_folder() as uploads:  # removed, uploads and all, when the app stops (Ctrl+C or SIGTERM)
         logger.info("uploads are kept in %s until the app stops", uploads)
         page = create_page(args)
-        logger.info("open http://%s:%d in a browser (Ctrl+C stops the app)", args.host, args.port)
+        logger.info("open http://%s:%d in a browser (Ctrl+C or SIGTERM stops the app)", args.host, args.port)
         page.launch(server_name=args.host, server_port=args.port, max_file_size=int(args.max_upload_mb * 2**20),
                     allowed_paths=[args.examples] if args.examples else None, footer_links=[], quiet=True)
 

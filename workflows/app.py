@@ -4,11 +4,16 @@ long video, the timeline of workflows/timeline.py out.
 Gradio is an optional extra (requirements-app.txt) and is imported only by `build_page`. Every answer
 goes through `analyse`, which turns the user's mistakes (no video, a file too large, a file that is not
 a video, no class names) into a message on the page instead of a traceback. Uploads live in Gradio's
-cache folder, which the app removes when it stops (tools/app.py); `keep_folder` keeps a copy of each.
+cache folder, a folder of the app's own (`upload_folder`) that it removes when it stops, by Ctrl+C or by
+SIGTERM; `keep_folder` keeps a copy of each.
 """
+import contextlib
 import logging
 import os
 import shutil
+import signal
+import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +40,45 @@ class Answer:
     figure: object = None
     message: str = ""
     timeline: object = None
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: the app stops as at Ctrl+C (Gradio's `launch` closes its server on a KeyboardInterrupt)."""
+
+
+def _terminate(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM does not cut the clean-up short
+    logger.info("SIGTERM: the app stops")
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def upload_folder():
+    """A new folder of this process's own for Gradio's uploads and cache (GRADIO_TEMP_DIR, set while inside),
+    removed with everything in it when the block ends: normally, at Ctrl+C, or at SIGTERM (what systemd,
+    Docker and Kubernetes send), which inside the block stops the app as Ctrl+C does and then ends the block
+    quietly. Nothing outside the folder is removed: apps side by side, or an app started again after one
+    that was killed (SIGKILL leaves its folder), never touch each other's files."""
+    folder = tempfile.mkdtemp(prefix=f"bike-app-{os.getpid()}-")
+    previous_folder = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = folder
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there
+    previous_handler = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    try:
+        yield folder
+    except Terminated:
+        logger.info("stopped by SIGTERM")
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        shutil.rmtree(folder, ignore_errors=True)
+        logger.info("removed %s and the uploads in it", folder)
+        if previous_folder is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = previous_folder
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous_handler)
 
 
 def class_list(text):

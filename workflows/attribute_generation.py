@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from datasets.annotations import load_class_names
+from datasets.annotations import read_names_file
 from datasets.attributes import ATTRIBUTES_KEY, SCORES_KEY, AttributesError, read_attributes, write_attributes
 from datasets.transforms import normalize_on_device
 from modules import text_prompt
@@ -43,11 +43,8 @@ def read_lexicon(sources, class_names) -> list:
         elif not Path(source).is_file():
             raise FileNotFoundError(f"lexicon {source} does not exist (give '{CLASS_LEXICON}', a labels CSV "
                                     "or a text file with one phrase per line)")
-        elif str(source).lower().endswith(".csv"):
-            phrases += load_class_names(source)
         else:
-            lines = Path(source).read_text(encoding="utf-8-sig").splitlines()
-            phrases += [line.strip() for line in lines if line.strip()]
+            phrases += read_names_file(source, "lexicon")
     phrases = list(dict.fromkeys(phrases))
     if not phrases:
         raise UnusableFileError(f"the lexicons {list(sources)} hold no phrases")

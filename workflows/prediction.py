@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from clip import tokenize
-from datasets.annotations import load_class_names
+from datasets.annotations import AnnotationError, read_names_file
 from datasets.attributes import DEFAULT_TOPK, attribute_sentence, read_attributes, video_phrases
 from datasets.decoding import VIDEO_EXTENSIONS, frame_file_names, open_video, read_frame_folder
 from datasets.sampling import ClipSampler
@@ -34,20 +34,46 @@ from utils.errors import UsageError
 logger = logging.getLogger(__name__)
 
 
+# Suffixes of files that hold names: a class list ending so names a file, never a class.
+CLASS_FILE_SUFFIXES = (".txt", ".csv", ".tsv", ".json", ".jsonl", ".yaml", ".yml", ".lst", ".list", ".names",
+                       ".labels", ".text", ".dat")
+
+
+def looks_like_a_path(spec):
+    """Whether a class list without commas means a file: it holds a path separator or ends with a file suffix
+    (CLASS_FILE_SUFFIXES)."""
+    text = str(spec).strip()
+    if "," in text:
+        return False
+    separators = [os.sep] + ([os.altsep] if os.altsep else [])
+    return any(separator in text for separator in separators) or Path(text).suffix.lower() in CLASS_FILE_SUFFIXES
+
+
 def parse_class_names(spec):
-    """Class names from a labels CSV (`id,name`), a text file (one name a line) or "a,b,c"."""
+    """Class names from a labels CSV (`id,name`), a text file (one name a line) or "a,b,c": the one reading
+    of every program's --classes. Something that looks like a file (`looks_like_a_path`) but is none, or a
+    file that is not text, is an error naming it; a single class is allowed with a warning."""
     path = Path(spec)
-    if path.is_file():
-        if path.suffix.lower() == ".csv":
-            names = load_class_names(str(path))
-        else:
-            names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        is_file, exists = path.is_file(), path.exists()
+    except OSError:  # e.g. longer than a file name can be: a long list of names
+        is_file = exists = False
+    if is_file:
+        names = read_names_file(path)
         where = f"class file {path}"
+    elif exists:
+        raise AnnotationError(f"class file {path} is a folder, not a file")
+    elif looks_like_a_path(spec):
+        raise AnnotationError(f"class file {spec} does not exist (to name classes instead, separate them with "
+                              "commas: \"a,b,c\")")
     else:
         names = [name.strip() for name in str(spec).split(",") if name.strip()]
         where = f"class list {spec!r}"
     if not names:
         raise UsageError(f"{where} names no classes")
+    if len(names) == 1:
+        logger.warning("%s names a single class (%r): its score is always 1; give two or more to compare",
+                       where, names[0])
     return names
 
 

@@ -35,10 +35,10 @@ def tool_pool(folder, tool):
     names = write_videos(folder)
     if tool == "extract_frames":
         from tools.extract_frames import FrameOptions, extract_all as run
-        options = FrameOptions(short_side=240)
+        options = FrameOptions(short_side=320)  # 427 wide: rows are padded, so frames are copied
     else:
         from tools.prepare_videos import EncodeOptions, prepare_all as run
-        options = EncodeOptions(short_side=240)
+        options = EncodeOptions(short_side=320)
     for workers in (1, 2):
         outcomes = run(names, folder / "videos", folder / f"out{workers}", options, workers=workers, progress=False)
         assert all(outcome.status != "failed" for outcome in outcomes), outcomes

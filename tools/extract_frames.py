@@ -15,6 +15,7 @@ reported and left out; the others go on, and the exit status is 1 if any failed.
 import argparse
 import functools
 import logging
+import multiprocessing
 import os
 import shutil
 import sys
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
+import numpy as np
+import torch
 from PIL import Image
 from tqdm import tqdm
 
@@ -119,7 +122,7 @@ def _decode_into(video_path, folder, video_id, options):
                     continue
                 next_time = (frame.time if next_time is None else next_time) + 1.0 / options.fps
             width, height = resized(frame.width, frame.height, options.short_side)
-            image = Image.fromarray(rgb_frame(frame, width, height, "BICUBIC").contiguous().numpy())
+            image = Image.fromarray(np.ascontiguousarray(rgb_frame(frame, width, height, "BICUBIC").numpy()))
             image.save(folder / _frame_name(options, video_id, options.start_index + count), quality=options.quality)
             count += 1
     if count == 0:
@@ -162,7 +165,11 @@ def run_per_video(job, videos, workers=1, progress=True, desc="videos"):
     bar = tqdm(total=len(videos), desc=desc, unit="video", disable=not progress)
     outcomes = {}
     if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        # Forked workers inherit this process's thread pools without their threads: FFmpeg's conversions are
+        # single-threaded (rgb_frame), and one torch thread each keeps them out of the inherited OpenMP pool.
+        # The workers are the parallelism.
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                 initializer=torch.set_num_threads, initargs=(1,)) as pool:
             for future in as_completed([pool.submit(job, video) for video in videos]):
                 outcome = future.result()
                 outcomes[outcome.video] = outcome

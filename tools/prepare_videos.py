@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
+import numpy as np
 
 if __package__ in (None, ""):  # run as a script: make the repository's packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -96,7 +97,7 @@ def _encode(source, target, options):
                 image = rgb_frame(frame, width, height, "BICUBIC")
                 if out is None:
                     out = _add_stream(writer, options, rate, *image.shape[:2])
-                writer.mux(out.encode(av.VideoFrame.from_ndarray(image.contiguous().numpy(), format="rgb24")))
+                writer.mux(out.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image.numpy()), format="rgb24")))
                 count += 1
             if out is None:
                 raise ValueError("no frames decoded")

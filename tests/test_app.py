@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.tiny_run import FP32, write_tiny_checkpoint
-from tests.test_predict import one_video_config
+from tests.tiny_run import one_video_config
 from utils.config import load_config
 from tests.data_factory import write_video
 from workflows.app import analyse, class_list

@@ -14,7 +14,7 @@ import train_co
 from datasets.annotations import load_class_names
 from modules import VideoHeader
 from tests.resume_checks import assert_same_tensors, killed_mid_run
-from tests.test_co_train import write_attribute_files
+from tests.tiny_run import write_attribute_files
 from tests.tiny_run import FP32, TinyConfig
 from workflows import attributes_branch
 

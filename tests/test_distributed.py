@@ -1,8 +1,4 @@
 """Several processes: torchrun with 2 CPU processes (gloo) against one process, failures, device choice."""
-import os
-import signal
-import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -14,33 +10,10 @@ import test as test_program
 import train
 from tests import ddp_step, ddp_training
 from tools import generate_attributes
-from tests.test_checkpoint import original_layout
+from tests.processes import REPO, torchrun
+from tests.tiny_run import original_layout
 from utils import distributed
 from utils.config import load_config
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def torchrun(args, cwd=REPO, processes=2, timeout=240, check=True):
-    """Runs a torchrun job of `processes` CPU processes; stops the whole job when it outlives `timeout`."""
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", *args]
-    job = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           start_new_session=True)
-    try:
-        stdout, stderr = job.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        job.terminate()  # torchrun stops its workers when it is told to stop
-        try:
-            stdout, stderr = job.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(job.pid, signal.SIGKILL)
-            stdout, stderr = "", ""
-        pytest.fail(f"torchrun still running after {timeout} s:\n{stdout[-3000:]}{stderr[-3000:]}")
-    completed = subprocess.CompletedProcess(command, job.returncode, stdout, stderr)
-    if check:
-        assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
-    return completed
 
 
 @pytest.mark.parametrize("text", ["fixed", "trained"])

@@ -20,7 +20,7 @@ from datasets.sampling import segment_test_indices
 from datasets.transforms import normalize_on_device
 from modules import VideoHeader
 from tests.tiny_run import FP32, write_tiny_checkpoint
-from tests.test_predict import one_video_config
+from tests.tiny_run import one_video_config
 from tools import export as export_tool
 from utils.config import load_config
 from utils.errors import UnusableFileError, UsageError

@@ -21,8 +21,8 @@ from datasets.annotations import load_class_names
 from datasets.synthetic import DemoDataset
 from modules import VideoHeader
 from tests.data_factory import truncate_file
-from tests.test_checkpoint import original_layout
-from tests.test_distributed import torchrun
+from tests.tiny_run import original_layout
+from tests.processes import torchrun
 from tools import extract_features
 from utils.config import load_config
 from utils.errors import UnusableFileError, report_user_errors

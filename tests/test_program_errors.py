@@ -26,8 +26,8 @@ import test_zeroshot
 import train
 import train_co
 from modules import VideoHeader
-from tests.test_checkpoint import original_layout
-from tests.test_distributed import torchrun
+from tests.tiny_run import original_layout
+from tests.processes import torchrun
 from tools import analyze_scores, convert_annotations, extract_frames, generate_attributes, plot_curves, predict
 from utils.distributed import run_program
 

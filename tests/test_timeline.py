@@ -16,7 +16,7 @@ from datasets.decoding import PyAVVideo, SampleReadError
 from datasets.streaming import StreamingVideo
 from modules import AttributesHead
 from tests.data_factory import truncate_file, write_video
-from tests.test_attributes_weights import attributes_checkpoint, tiny_clip
+from tests.tiny_run import attributes_checkpoint, tiny_clip
 from tests.tiny_run import FP32, TinyConfig
 from tools import make_demo_data, predict
 from utils.errors import UsageError

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from clip.simple_tokenizer import DEFAULT_BPE_PATH, SimpleTokenizer, tokenize
+from tests.equivalence import reference_tokenize
 
 LABEL_CSVS = [
     "k400/kinetics_400_labels.csv",
@@ -70,21 +71,6 @@ HANDWRITTEN = [
     "bell\x07 null\x00 escape\x1b",
     "∑∫√∞ ≠ ≤ ≥ → ⇒ ♠♣♥♦ ©®™",
 ]
-
-
-def reference_tokenize(reference_tokenizer, texts, context_length=77, truncate=False):
-    """[sot] + OpenAI's encode + [eot], zero padded, truncated like OpenAI's clip.tokenize."""
-    sot = reference_tokenizer.encoder["<|startoftext|>"]
-    eot = reference_tokenizer.encoder["<|endoftext|>"]
-    result = torch.zeros(len(texts), context_length, dtype=torch.long)
-    for row, text in enumerate(texts):
-        ids = [sot, *reference_tokenizer.encode(text), eot]
-        if len(ids) > context_length:
-            assert truncate, f"reference input too long: {text!r}"
-            ids = ids[:context_length]
-            ids[-1] = eot
-        result[row, :len(ids)] = torch.tensor(ids)
-    return result
 
 
 def read_class_names(shared_lists):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import test as test_program
-from tests.test_distributed import torchrun
+from tests.processes import torchrun
 from tests.tiny_run import FP32, TinyConfig
 
 REPO = Path(__file__).resolve().parent.parent

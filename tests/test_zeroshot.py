@@ -17,8 +17,8 @@ from datasets.annotations import load_class_names
 from datasets.build import build_dataset
 from tests import clip_math
 from tests.data_factory import write_labels_csv, write_text
-from tests.test_tokenizer import reference_tokenize
-from tests.test_checkpoint import original_layout
+from tests.equivalence import reference_tokenize
+from tests.tiny_run import original_layout
 from datasets.transforms import normalize_on_device
 from utils.config import load_config
 from utils.distributed import init_distributed

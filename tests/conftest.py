@@ -1,9 +1,5 @@
 """Shared test fixtures (the independent OpenAI reference, paths to the shared annotation lists, tiny data), the
 end of hangs that a test's time limit cannot end, and the summary of skips."""
-import contextlib
-import faulthandler
-import os
-import threading
 from pathlib import Path
 
 import pytest
@@ -13,45 +9,7 @@ from tests import openai_reference as openai_reference_package
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_LISTS = REPO_ROOT.parent / "shared" / "lists"
 
-# Time limits (pytest.ini: pytest-timeout, signal method): a test past its limit fails with every thread's
-# stack, and the run goes on. A hang that the failure cannot end (a process pool's shutdown waiting for hung
-# workers, a C call that never returns to Python) ends the run HANG_GRACE_S later: the test's name and every
-# thread's stack on stderr, exit status 1 (faulthandler's own timer, which needs no GIL, HANG_GRACE_S after that).
-HANG_GRACE_S = 60
-_stderr_fd = None
-_backstop = None
-
-
-def pytest_configure(config):
-    global _stderr_fd
-    _stderr_fd = os.dup(2)  # stderr itself, not the capture of a test's output
-
-
-def _end_the_run(item, limit):
-    with contextlib.suppress(Exception):
-        item.config.get_terminal_writer().flush()
-    os.write(_stderr_fd, f"\n{item.nodeid} is still running {HANG_GRACE_S} s after failing its time limit of "
-                         f"{limit} s: every thread's stack, then the test run ends\n".encode())
-    faulthandler.dump_traceback(file=_stderr_fd, all_threads=True)
-    os._exit(1)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_timeout_set_timer(item, settings):
-    global _backstop
-    _backstop = threading.Timer(settings.timeout + HANG_GRACE_S, _end_the_run, (item, settings.timeout))
-    _backstop.daemon = True
-    _backstop.start()
-    faulthandler.dump_traceback_later(settings.timeout + 2 * HANG_GRACE_S, exit=True, file=_stderr_fd)
-    yield
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_timeout_cancel_timer(item):
-    faulthandler.cancel_dump_traceback_later()
-    if _backstop is not None:
-        _backstop.cancel()
-    yield
+pytest_plugins = ["tests.time_limits"]  # the end of hangs that a test's time limit alone cannot end
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,8 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+pytestmark = pytest.mark.slow  # programs run as subprocesses
+
 # A program whose "step" allocates and frees 64 tensors of 4 MiB, as a forward and backward pass do, and
 # reports the page faults of 20 steps after one warm-up step, in the program and in a DataLoader worker
 # (20: a one-off growth of the kept heap, up to 16k faults seen, stays small beside the pages they touch).

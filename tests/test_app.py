@@ -109,6 +109,7 @@ def wait_for(url, process, seconds=180):
     raise AssertionError(f"the app did not answer at {url} within {seconds} s")
 
 
+@pytest.mark.slow
 def test_browser_upload_classes_result(model, tmp_path):
     if not os.path.isfile(CHROMIUM):
         pytest.skip(f"{CHROMIUM_MISSING} ({CHROMIUM} not found)")

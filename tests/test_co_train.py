@@ -63,6 +63,7 @@ def head_scores(state, sentences, class_names):
         return (mlp(encode(sentences), "sentence_fc") @ classes.t()).softmax(dim=-1)
 
 
+@pytest.mark.slow
 def test_co_training_checkpoint_is_evaluated_fused_by_test_py(co_run, tiny_dataset, tmp_path):
     state = torch.load(co_run.folder / "last_model.pt", weights_only=True)
     assert {"epoch", "model_state_dict", "fusion_model_state_dict", "optimizer_state_dict",
@@ -87,6 +88,7 @@ def test_co_training_checkpoint_is_evaluated_fused_by_test_py(co_run, tiny_datas
     assert torch.equal(saved["labels"], torch.tensor([r.label for r in records]))
 
 
+@pytest.mark.slow
 def test_resumed_co_training_restores_both_heads(co_run, monkeypatch):
     recorder = EpochRecorder(train_co.train_one_epoch)
     monkeypatch.setattr(train_co, "train_one_epoch", recorder)

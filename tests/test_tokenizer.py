@@ -209,6 +209,7 @@ def test_bad_vocab_file_error_names_the_file(tmp_path):
         SimpleTokenizer(malformed)
 
 
+@pytest.mark.slow
 def test_default_tokenizer_is_not_built_at_import():
     code = "import clip.simple_tokenizer as m; assert m.default_tokenizer.cache_info().currsize == 0"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -11,6 +11,8 @@ import test as test_program
 from tests.processes import torchrun
 from tests.tiny_run import FP32, TinyConfig
 
+pytestmark = pytest.mark.slow  # torchrun: a 2-process training run (2 epochs) and its resumption
+
 REPO = Path(__file__).resolve().parent.parent
 DRIVER = str(REPO / "tests" / "torchrun_train.py")
 

@@ -312,6 +312,7 @@ def test_frames_scoring_is_the_originals_per_frame_clip_softmax(tiny_config, che
     torch.testing.assert_close(saved["scores"], torch.cat(expected).softmax(-1).mean(1), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_script_with_two_processes_equals_one_process(tiny_config, checkpoint, tmp_path):
     val_lines = Path(tiny_config.values["data"]["val_list"]).read_text().splitlines()[:7]
     config = tiny_config.write(data={"val_list": write_text(str(tmp_path / "val7.txt"), val_lines),

@@ -1,5 +1,5 @@
 """Shared test fixtures (the independent OpenAI reference, paths to the shared annotation lists, tiny data), the
-end of hangs that a test's time limit cannot end, and the summary of skips."""
+plugins of the time limits and of the test tiers, and the summary of skips."""
 from pathlib import Path
 
 import pytest
@@ -9,7 +9,9 @@ from tests import openai_reference as openai_reference_package
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_LISTS = REPO_ROOT.parent / "shared" / "lists"
 
-pytest_plugins = ["tests.time_limits"]  # the end of hangs that a test's time limit alone cannot end
+# tests.time_limits: the end of hangs that a test's time limit alone cannot end; tests.tiers: an unmarked test
+# that starts a Python program fails (`slow` marker)
+pytest_plugins = ["tests.time_limits", "tests.tiers"]
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,8 @@
 reference copy, openai-clip 1.0.1) running the same visual tower in fp32, training step and inference.
 
 The package's top-level name is `clip`, as the project's, so its model.py is loaded by file path from
-$BIKE_OPENAI_REFERENCE or .cache/openai-clip-reference (`tests/conftest.py` installs it there).
+$BIKE_OPENAI_REFERENCE or .cache/openai-clip-reference (scripts/run_tests.sh installs it there, with
+`python -m tests.openai_reference`).
 """
 import importlib.util
 import os

@@ -1,8 +1,23 @@
 #!/usr/bin/env bash
-# Installs the test requirements and runs the whole test suite; extra arguments go to pytest.
-# (OpenAI's own CLIP package, the equivalence tests' reference, is installed by tests/conftest.py on first use,
-# into .cache/openai-clip-reference or $BIKE_OPENAI_REFERENCE: never site-packages, as its package is also `clip`.)
+# Installs the test requirements and OpenAI's reference CLIP package, then runs the test suite and prints the
+# 15 slowest tests; extra arguments go to pytest.
+#   bash scripts/run_tests.sh           the whole suite (what CI and the README run)
+#   bash scripts/run_tests.sh --fast    the fast tier: no subprocess, torchrun, browser or multi-epoch training
+#                                       (the tests not marked `slow`), for the edit-test loop
+# Every test has a time limit (pytest.ini: pytest-timeout), so a hang fails the test it is in, with a stack dump.
+# OpenAI's package (the equivalence tests' reference) goes into .cache/openai-clip-reference or
+# $BIKE_OPENAI_REFERENCE, never site-packages, as its package is also `clip` (tests/openai_reference.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+tier=()
+arguments=()
+for argument in "$@"; do
+  if [[ "$argument" == "--fast" ]]; then
+    tier=(-m "not slow")
+  else
+    arguments+=("$argument")
+  fi
+done
 python -m pip install -q -r requirements-dev.txt
-python -m pytest "$@"
+python -m tests.openai_reference
+python -m pytest --durations=15 ${tier[@]+"${tier[@]}"} ${arguments[@]+"${arguments[@]}"}

@@ -1,64 +1,29 @@
-"""Shared test fixtures: the independent OpenAI reference and paths to the shared annotation lists."""
-import contextlib
-import importlib.util
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
+"""Shared test fixtures (the independent OpenAI reference, paths to the shared annotation lists, tiny data), the
+plugins of the time limits and of the test tiers, and the summary of skips."""
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
+
+from tests import openai_reference as openai_reference_package
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_LISTS = REPO_ROOT.parent / "shared" / "lists"
 
-
-def _load_module(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-REFERENCE_PACKAGE = "openai-clip==1.0.1"
-
-
-def install_reference(folder: Path):
-    """pip-installs OpenAI's package into `folder` (never site-packages: its top-level name is `clip`, as
-    ours). Staged and renamed, so concurrent test runs never see half a package."""
-    try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder.parent))
-    except OSError:
-        return  # an unwritable place: the caller reports how to install it
-    try:
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(staging),
-                        REFERENCE_PACKAGE], check=True, capture_output=True, timeout=600)
-        with contextlib.suppress(OSError):  # another run may have put it in place meanwhile
-            os.replace(staging, folder)
-    except (subprocess.SubprocessError, OSError):
-        pass  # the caller reports how to install it
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+# tests.time_limits: the end of hangs that a test's time limit alone cannot end; tests.tiers: an unmarked test
+# that starts a Python program fails (`slow` marker)
+pytest_plugins = ["tests.time_limits", "tests.tiers"]
 
 
 @pytest.fixture(scope="session")
 def openai_reference():
     """OpenAI's own `model.py` and `simple_tokenizer.py` (package openai-clip 1.0.1), loaded by file path:
-    the independent reference of the equivalence tests. Installed on first use; never skipped."""
-    root = Path(os.environ.get("BIKE_OPENAI_REFERENCE", REPO_ROOT / ".cache" / "openai-clip-reference"))
-    if not (root / "clip" / "model.py").is_file():
-        install_reference(root)
-    if not (root / "clip" / "model.py").is_file():
-        pytest.fail(f"OpenAI reference package missing: run `python -m pip install --no-deps --target {root} "
-                    f"{REFERENCE_PACKAGE}` (or set BIKE_OPENAI_REFERENCE to a folder holding it)", pytrace=False)
-    folder = root / "clip"
-    return SimpleNamespace(
-        model=_load_module("openai_reference_model", folder / "model.py"),
-        simple_tokenizer=_load_module("openai_reference_tokenizer", folder / "simple_tokenizer.py"),
-    )
+    the independent reference of the equivalence tests. scripts/run_tests.sh installs it; never skipped."""
+    folder = openai_reference_package.reference_folder()
+    if not openai_reference_package.is_installed(folder):
+        pytest.fail(f"OpenAI reference package missing from {folder}: run `python -m tests.openai_reference` "
+                    f"(scripts/run_tests.sh does) or `{openai_reference_package.install_command(folder)}` "
+                    f"(or set BIKE_OPENAI_REFERENCE to a folder holding it)", pytrace=False)
+    return openai_reference_package.load(folder)
 
 
 OPTIONAL_EXTRAS = {"tensorboard": "the optional TensorBoard extra is not installed (pip install tensorboard)",

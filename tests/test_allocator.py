@@ -3,10 +3,13 @@ program and in its DataLoader workers (counted as page faults), BIKE_MALLOC=0 ke
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.slow  # programs run as subprocesses
 
 # A program whose "step" allocates and frees 64 tensors of 4 MiB, as a forward and backward pass do, and
 # reports the page faults of 20 steps after one warm-up step, in the program and in a DataLoader worker

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.tiny_run import FP32, write_tiny_checkpoint
-from tests.test_predict import one_video_config
+from tests.tiny_run import one_video_config
 from utils.config import load_config
 from tests.data_factory import write_video
 from workflows.app import analyse, class_list
@@ -109,6 +109,7 @@ def wait_for(url, process, seconds=180):
     raise AssertionError(f"the app did not answer at {url} within {seconds} s")
 
 
+@pytest.mark.slow
 def test_browser_upload_classes_result(model, tmp_path):
     if not os.path.isfile(CHROMIUM):
         pytest.skip(f"{CHROMIUM_MISSING} ({CHROMIUM} not found)")

@@ -14,9 +14,10 @@ import train_co
 from datasets.annotations import load_class_names
 from modules import VideoHeader
 from tests.resume_checks import assert_same_tensors, killed_mid_run
-from tests.test_co_train import write_attribute_files
-from tests.tiny_run import FP32, TinyConfig
+from tests.tiny_run import FP32, TinyConfig, write_attribute_files
 from workflows import attributes_branch
+
+pytestmark = pytest.mark.slow  # a 2-epoch attributes-branch training run, and one killed and resumed as a subprocess
 
 BATCH, EPOCHS, LR, CLIP_RATIO = 2, 2, 1e-3, 0.1
 

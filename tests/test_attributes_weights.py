@@ -12,32 +12,16 @@ from pathlib import Path
 import pytest
 import torch
 
-import clip
 import test as test_program
 from datasets.annotations import load_class_names
 from datasets.attributes import AttributesError
 from modules import AttributesHead, VideoHeader
 from tests import clip_math
-from tests.test_checkpoint import original_layout
-from tests.test_clip_model import perturbed
-from tests.test_tokenizer import reference_tokenize
+from tests.equivalence import perturbed, reference_tokenize
+from tests.tiny_run import FP32, attributes_checkpoint, original_layout, tiny_clip
 from utils.errors import UsageError
-from tests.tiny_run import FP32
 
 LINE = r"Overall Prec@1 (\d+\.\d{3})% Prec@5 (\d+\.\d{3})%"
-
-
-def tiny_clip(seed):
-    torch.manual_seed(seed)
-    return clip.create_model("ViT-Tiny/16", image_resolution=32)
-
-
-def attributes_checkpoint(model, head_state, path):
-    """The dict the original train_attributes.py saves (from DistributedDataParallel modules)."""
-    torch.save({"epoch": 3, "model_state_dict": {f"module.{k}": v for k, v in model.state_dict().items()},
-                "fusion_model_state_dict": {f"module.{k}": v for k, v in head_state.items()},
-                "optimizer_state_dict": {"state": {}, "param_groups": []}}, path)
-    return str(path)
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import torch
 
 import clip
 from modules import VideoHeader
+from tests.tiny_run import original_layout
 from utils.checkpoint import load_bike_weights, save_atomically
 
 ARCH = "ViT-Tiny/16"
@@ -15,15 +16,6 @@ def build(seed):
     torch.manual_seed(seed)
     model = clip.create_model(ARCH).eval()
     return model, VideoHeader.for_clip("Transf", "VCS", model).eval()
-
-
-def original_layout(model, header, prefix):
-    return {
-        "epoch": 7,
-        "model_state_dict": {prefix + k: v for k, v in model.state_dict().items()},
-        "fusion_model_state_dict": {prefix + k: v for k, v in header.state_dict().items()},
-        "optimizer_state_dict": {"state": {}, "param_groups": [{"lr": 1e-5, "params": [0, 1]}]},
-    }
 
 
 @pytest.mark.parametrize("prefix", ["", "module."])

@@ -8,38 +8,9 @@ import clip
 from clip.architectures import OPENAI_ARCHITECTURES
 from clip.model import CLIP, CLIPConfig, QuickGELU, SelfAttention
 from tests import clip_math
+from tests.equivalence import TINY_SHAPES, openai_model, perturbed
 
-TEXT = dict(context_length=77, vocab_size=49408)
-TINY_SHAPES = {
-    "vit-patch8": dict(embed_dim=64, image_resolution=32, vision_layers=2, vision_width=128, vision_patch_size=8,
-                       transformer_width=64, transformer_heads=1, transformer_layers=2, **TEXT),
-    "vit-patch16": dict(embed_dim=32, image_resolution=48, vision_layers=3, vision_width=192, vision_patch_size=16,
-                        transformer_width=128, transformer_heads=2, transformer_layers=1, **TEXT),
-    "resnet": dict(embed_dim=64, image_resolution=64, vision_layers=(1, 2, 1, 1), vision_width=32,
-                   vision_patch_size=None, transformer_width=128, transformer_heads=2, transformer_layers=1, **TEXT),
-}
 TEXTS = ["a photo of a dog", "This is a video about playing guitar", "", "rotating clockwise!"]
-
-
-def perturbed(state_dict, seed=0, scale=0.02):
-    """Every weight moved away from its (often zero or one) init, so no block is an identity."""
-    generator = torch.Generator().manual_seed(seed)
-    out = {}
-    for key, value in state_dict.items():
-        if not value.is_floating_point():
-            out[key] = value.clone()
-        elif key.endswith("running_var"):
-            out[key] = 0.5 + torch.rand(value.shape, generator=generator)
-        else:
-            out[key] = value + scale * torch.randn(value.shape, generator=generator)
-    return out
-
-
-def openai_model(openai_reference, shape, seed=0):
-    torch.manual_seed(seed)
-    model = openai_reference.model.CLIP(**shape).eval()
-    model.load_state_dict(perturbed(model.state_dict(), seed))
-    return model
 
 
 def save_torchscript(model, shape, path):

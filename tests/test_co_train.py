@@ -13,28 +13,12 @@ import test as test_program
 import train_co
 from clip.weights import strip_module_prefix
 from datasets.annotations import load_class_names, read_video_list
-from datasets.attributes import write_attributes
 from workflows.attributes_branch import ATTRIBUTES_HEAD_KEY
 from tests.resume_checks import EpochRecorder, assert_resumed
-from tests.tiny_run import FP32, TinyConfig
+from tests.tiny_run import FP32, TinyConfig, write_attribute_files
 from utils.config import ConfigError, load_config
 
 TOPK = 2
-
-
-def write_attribute_files(tiny_dataset, folder):
-    """Attributes whose first phrase is the true class, except for two validation videos (the next class)."""
-    names = load_class_names(tiny_dataset.labels)
-    paths = {}
-    for split, list_file in (("train", tiny_dataset.train_frames), ("val", tiny_dataset.val_frames)):
-        entries = {}
-        for position, record in enumerate(read_video_list(list_file, len(names), "RGB")):
-            first = (record.label + (split == "val" and position < 2)) % len(names)
-            ranked = [first] + [c for c in range(len(names)) if c != first]
-            entries[record.path] = {"classname_topk": [names[c] for c in ranked[:4]]}
-        paths[split] = folder / f"{split}.json"
-        write_attributes(entries, paths[split])
-    return paths
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +63,7 @@ def head_scores(state, sentences, class_names):
         return (mlp(encode(sentences), "sentence_fc") @ classes.t()).softmax(dim=-1)
 
 
+@pytest.mark.slow
 def test_co_training_checkpoint_is_evaluated_fused_by_test_py(co_run, tiny_dataset, tmp_path):
     state = torch.load(co_run.folder / "last_model.pt", weights_only=True)
     assert {"epoch", "model_state_dict", "fusion_model_state_dict", "optimizer_state_dict",
@@ -103,6 +88,7 @@ def test_co_training_checkpoint_is_evaluated_fused_by_test_py(co_run, tiny_datas
     assert torch.equal(saved["labels"], torch.tensor([r.label for r in records]))
 
 
+@pytest.mark.slow
 def test_resumed_co_training_restores_both_heads(co_run, monkeypatch):
     recorder = EpochRecorder(train_co.train_one_epoch)
     monkeypatch.setattr(train_co, "train_one_epoch", recorder)

@@ -276,6 +276,7 @@ def error_line_from_a_worker(dataset):
     return "no error"
 
 
+@pytest.mark.slow
 def test_an_over_reported_frame_count_does_not_hang_any_reader(tmp_path):
     """In a separate process with a time limit: a hang holding the GIL would stop the test run itself."""
     path = write_broken(tmp_path, "over_reported")

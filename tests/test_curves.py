@@ -49,6 +49,7 @@ def recorded_run(tiny_config, monkeypatch):
     return tiny_config.run_folder("x"), means, validations, writer
 
 
+@pytest.mark.slow
 def test_curves_of_a_real_run_equal_what_training_computed(recorded_run, tmp_path):
     run_folder, means, validations, writer = recorded_run
     curves = read_run(run_folder)

@@ -15,6 +15,8 @@ from modules import VideoHeader
 from tools import pretrain_demo_clip
 from utils.losses import symmetric_loss
 
+pytestmark = pytest.mark.slow  # the demo's CLIP pretraining and a 300-step header training on its output
+
 SIZE, FRAMES = 32, 8  # 32-pixel stills: a stage 1 that learns in seconds
 
 

@@ -1,8 +1,4 @@
 """Several processes: torchrun with 2 CPU processes (gloo) against one process, failures, device choice."""
-import os
-import signal
-import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -14,35 +10,13 @@ import test as test_program
 import train
 from tests import ddp_step, ddp_training
 from tools import generate_attributes
-from tests.test_checkpoint import original_layout
+from tests.processes import REPO, torchrun
+from tests.tiny_run import original_layout
 from utils import distributed
 from utils.config import load_config
 
-REPO = Path(__file__).resolve().parent.parent
 
-
-def torchrun(args, cwd=REPO, processes=2, timeout=240, check=True):
-    """Runs a torchrun job of `processes` CPU processes; stops the whole job when it outlives `timeout`."""
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", *args]
-    job = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           start_new_session=True)
-    try:
-        stdout, stderr = job.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        job.terminate()  # torchrun stops its workers when it is told to stop
-        try:
-            stdout, stderr = job.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(job.pid, signal.SIGKILL)
-            stdout, stderr = "", ""
-        pytest.fail(f"torchrun still running after {timeout} s:\n{stdout[-3000:]}{stderr[-3000:]}")
-    completed = subprocess.CompletedProcess(command, job.returncode, stdout, stderr)
-    if check:
-        assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
-    return completed
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("text", ["fixed", "trained"])
 def test_two_process_step_equals_one_process_with_the_combined_batch(text, tmp_path):
     torchrun([str(REPO / "tests" / "ddp_step.py"), str(tmp_path / "ddp.pt"), text])
@@ -55,6 +29,7 @@ def test_two_process_step_equals_one_process_with_the_combined_batch(text, tmp_p
         torch.testing.assert_close(distributed["gradients"][name], gradient, atol=1e-6, rtol=1e-4, msg=name)
 
 
+@pytest.mark.slow
 def test_two_process_test_scores_equal_one_process_with_an_odd_number_of_videos(tiny_config, tmp_path):
     import clip
     from modules import VideoHeader
@@ -78,6 +53,7 @@ def test_two_process_test_scores_equal_one_process_with_an_odd_number_of_videos(
     torch.testing.assert_close(two["scores"], one["scores"], atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_failing_rank_ends_the_job_at_once_with_its_traceback():
     start = time.monotonic()
     completed = torchrun([str(REPO / "tests" / "ddp_failure.py"), "fail"], check=False, timeout=90)
@@ -88,11 +64,13 @@ def test_a_failing_rank_ends_the_job_at_once_with_its_traceback():
     assert elapsed < 60, f"the job took {elapsed:.0f} s to end"
 
 
+@pytest.mark.slow
 def test_a_successful_job_leaves_the_process_group_in_every_process():
     completed = torchrun([str(REPO / "tests" / "ddp_failure.py"), "succeed"], timeout=90)
     assert completed.stdout.count("left the process group") == 2
 
 
+@pytest.mark.slow
 def test_ranks_build_the_same_model_and_accumulate_gradients_with_one_all_reduce_per_step(tiny_config, tmp_path):
     # network.init False: the text tower is random, so class features differ unless every rank seeds alike.
     config_path = tiny_config.write(solver={"grad_accumulation_steps": 2})
@@ -139,6 +117,7 @@ def test_init_picks_the_mapped_gpu_and_passes_the_timeout(monkeypatch):
     assert train.parse_args(["--config", "x.yaml"]).dist_timeout == distributed.DEFAULT_TIMEOUT_MINUTES >= 30
 
 
+@pytest.mark.slow
 def test_attribute_generation_gathers_the_shares_of_nodes_without_a_shared_file_system(tiny_config, tmp_path):
     options = ["--config", tiny_config.write(), "--split", "val", "--save_every", "3", "--topk", "2", "--cpu",
                "--no_progress"]

@@ -8,6 +8,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # two downloading subprocesses
+
 REPO = Path(__file__).resolve().parent.parent
 CONTENT = os.urandom(1 << 18)
 DIGEST = hashlib.sha256(CONTENT).hexdigest()

@@ -20,7 +20,7 @@ from datasets.sampling import segment_test_indices
 from datasets.transforms import normalize_on_device
 from modules import VideoHeader
 from tests.tiny_run import FP32, write_tiny_checkpoint
-from tests.test_predict import one_video_config
+from tests.tiny_run import one_video_config
 from tools import export as export_tool
 from utils.config import load_config
 from utils.errors import UnusableFileError, UsageError
@@ -131,6 +131,7 @@ def test_half_precision_files_are_close_to_fp32(one_video, trained, tmp_path, pr
     torch.testing.assert_close(scores[0], reference, atol=tolerance, rtol=0)  # measured 6e-6 fp16, 7e-5 bf16
 
 
+@pytest.mark.slow
 def test_documented_recipes_run_without_the_project(exported, tmp_path):
     """The onnxruntime and torch snippets of docs/deployment.md, in a fresh interpreter that cannot import
     this project."""
@@ -170,6 +171,7 @@ def test_metadata_is_checked_when_loading(exported, tmp_path):
         load_pt2(tmp_path / "junk.pt2")
 
 
+@pytest.mark.slow
 def test_what_cannot_be_exported_is_one_error_line(one_video, trained, tmp_path):
     base = ["--config", one_video["config"], "--weights", trained, "--frame_size", one_video["size"]]
     for extra, message in ((["--out", str(tmp_path / "m.onnx"), "--precision", "bf16"], "bf16 cannot be exported "

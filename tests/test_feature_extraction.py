@@ -21,8 +21,8 @@ from datasets.annotations import load_class_names
 from datasets.synthetic import DemoDataset
 from modules import VideoHeader
 from tests.data_factory import truncate_file
-from tests.test_checkpoint import original_layout
-from tests.test_distributed import torchrun
+from tests.tiny_run import original_layout
+from tests.processes import torchrun
 from tools import extract_features
 from utils.config import load_config
 from utils.errors import UnusableFileError, report_user_errors
@@ -115,6 +115,7 @@ def files_of(folder):
     return {path.name: path.read_bytes() for path in sorted(Path(folder).iterdir())}
 
 
+@pytest.mark.slow
 def test_a_killed_and_rerun_extraction_ends_with_the_files_of_an_uninterrupted_one(uninterrupted, tmp_path):
     arguments, whole = uninterrupted
     out = tmp_path / "killed"
@@ -147,6 +148,7 @@ def test_a_rerun_skips_finished_shards_and_refuses_other_settings(uninterrupted,
         extract_features.main(arguments + ["--out", str(whole), "--test_clips", "2"])
 
 
+@pytest.mark.slow
 def test_two_processes_under_torchrun_give_the_features_of_one(uninterrupted, tmp_path):
     arguments, whole = uninterrupted
     torchrun([str(REPO / "tools" / "extract_features.py"), *arguments, "--out", str(tmp_path / "two")], timeout=300)

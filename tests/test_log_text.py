@@ -10,7 +10,7 @@ import torch
 import clip
 import test as test_program
 from modules import VideoHeader
-from tests.test_checkpoint import original_layout
+from tests.tiny_run import original_layout
 from tools import make_demo_data
 from utils.logger import Progress
 

@@ -142,7 +142,7 @@ def random_weights(tmp_path_factory):
     """A checkpoint of a random tiny model in the original layout."""
     import clip
     from modules import VideoHeader
-    from tests.test_checkpoint import original_layout
+    from tests.tiny_run import original_layout
     torch.manual_seed(0)
     model = clip.create_model("ViT-Tiny/16", image_resolution=32)
     path = tmp_path_factory.mktemp("weights") / "model.pt"

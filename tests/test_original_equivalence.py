@@ -15,7 +15,7 @@ import clip
 import test as test_program
 from modules import VideoHeader, text_prompt
 from tests import clip_math
-from tests.test_clip_model import TINY_SHAPES, openai_model, perturbed
+from tests.equivalence import TINY_SHAPES, openai_model, perturbed
 from utils.metrics import original_map_scores
 from tests.tiny_run import FP32
 

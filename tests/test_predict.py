@@ -1,6 +1,5 @@
 """tools/predict.py: scores equal test.py's for the same video and views; the plot shows the model's VCS weights."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +9,7 @@ from PIL import Image
 import test as test_program
 from datasets.decoding import SampleReadError
 from datasets.transforms import normalize_on_device
-from tests.tiny_run import FP32, write_tiny_checkpoint
+from tests.tiny_run import FP32, one_video_config, write_tiny_checkpoint
 from tools import predict
 from utils.config import load_config
 from utils.errors import UsageError
@@ -22,22 +21,6 @@ VIEWS = ["--test_crops", "3", "--test_clips", "2"]
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     return write_tiny_checkpoint(tmp_path_factory.mktemp("predict_ckpt") / "model_best.pt", seed=0)
-
-
-def one_video_config(tiny_config, tmp_path, modality):
-    """A config whose validation list is the first video of the tiny dataset, and that video's path."""
-    dataset = tiny_config.values["data"]
-    if modality == "video":
-        from datasets.synthetic import DemoDataset
-        demo = DemoDataset.at(Path(dataset["val_list"]).parent)
-        list_file, root = demo.val_videos, demo.videos_root
-    else:
-        list_file, root = Path(dataset["val_list"]), Path(dataset["val_root"])
-    line = list_file.read_text().splitlines()[0]
-    (tmp_path / "one.txt").write_text(line + "\n")
-    config = tiny_config.write(data={"val_list": str(tmp_path / "one.txt"), "val_root": str(root),
-                                     "modality": modality})
-    return config, str(root / line.split()[0])
 
 
 @pytest.mark.parametrize("modality", ["video", "RGB"])

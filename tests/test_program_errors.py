@@ -26,8 +26,8 @@ import test_zeroshot
 import train
 import train_co
 from modules import VideoHeader
-from tests.test_checkpoint import original_layout
-from tests.test_distributed import torchrun
+from tests.tiny_run import original_layout
+from tests.processes import torchrun
 from tools import analyze_scores, convert_annotations, extract_frames, generate_attributes, plot_curves, predict
 from utils.distributed import run_program
 
@@ -146,6 +146,7 @@ def test_the_data_tools_end_a_user_error_with_one_line(tool, args, status, line,
     assert re.match(line.format(re.escape(str(files))), stderr), stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("program, extra", [
     ("train.py", []),
     ("test.py", ["--weights", "model.pt", "data.workers=1"]),  # the error comes back through a loader worker
@@ -162,6 +163,7 @@ def test_a_non_video_in_a_list_is_one_line_when_the_loader_reaches_it(program, e
                     rf"{re.escape(str(files / 'clip.mp4'))}: ", errors[0]), errors
 
 
+@pytest.mark.slow
 def test_the_program_itself_prints_only_the_error_line(files):
     result = run("train.py", "--config", files / "config.yaml", MISSPELT)
     assert result.returncode == 2
@@ -169,6 +171,7 @@ def test_the_program_itself_prints_only_the_error_line(files):
     assert result.stderr.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_bike_traceback_shows_the_traceback(files):
     result = run("test.py", "--config", files / "config.yaml", "--weights", files / "nothing.pt", BIKE_TRACEBACK="1")
     assert result.returncode == 1
@@ -176,6 +179,7 @@ def test_bike_traceback_shows_the_traceback(files):
     assert result.stderr.splitlines()[-1] == f"FileNotFoundError: no such file: --weights {files / 'nothing.pt'}"
 
 
+@pytest.mark.slow
 def test_under_torchrun_each_process_prints_its_tagged_line_and_status(files):
     job = torchrun(["train.py", "--config", str(files / "config.yaml"), "--cpu", MISSPELT], check=False, timeout=120)
     tagged = [line for line in job.stderr.splitlines() if line.startswith("[rank")]

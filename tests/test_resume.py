@@ -2,6 +2,7 @@
 rates against the original's epoch-indexed schedule written out, and the optimizer state carried over."""
 import math
 
+import pytest
 import torch
 
 import train as train_program
@@ -27,6 +28,7 @@ def resumed_rates(config, log_time, resume, monkeypatch, overrides=()):
     return recorder
 
 
+@pytest.mark.slow
 def test_an_original_layout_checkpoint_resumes_at_its_epochs_rate_with_its_optimizer_state(tiny_dataset, tmp_path,
                                                                                           monkeypatch):
     """The original saves AdamW over every CLIP parameter (the frozen text tower too) as group 0 and the header
@@ -70,6 +72,7 @@ def test_an_original_layout_checkpoint_resumes_at_its_epochs_rate_with_its_optim
     assert f"optimizer state of {len(trainable)} trainable parameters mapped" in log
 
 
+@pytest.mark.slow
 def test_an_original_checkpoint_whose_optimizer_does_not_map_resumes_with_fresh_state(tiny_dataset, tmp_path,
                                                                                     monkeypatch):
     tiny = TinyConfig(tiny_dataset, tmp_path)
@@ -85,6 +88,7 @@ def test_an_original_checkpoint_whose_optimizer_does_not_map_resumes_with_fresh_
     assert "not the original layout's" in (tiny.run_folder("fresh") / "log.txt").read_text()
 
 
+@pytest.mark.slow
 def test_resuming_with_half_the_batch_size_continues_at_the_epochs_rate(tiny_dataset, tmp_path, monkeypatch):
     """2 steps per epoch before the checkpoint, 4 after it: the schedule goes on from epoch 1, not from step 2 of 4."""
     tiny = TinyConfig(tiny_dataset, tmp_path)

@@ -80,6 +80,7 @@ def train_header(sim_header, train, labels, steps=500):
     return accuracy
 
 
+@pytest.mark.slow
 def test_temporal_transformer_learns_direction_that_mean_pooling_cannot(features):
     train, train_labels, val, val_labels = features
     transf = train_header("Transf", train, train_labels)

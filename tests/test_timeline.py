@@ -18,7 +18,7 @@ from datasets.streaming import StreamingVideo
 from modules import AttributesHead
 from tests.codec_files import set_mp4_rotation
 from tests.data_factory import frame_image, truncate_file, write_video
-from tests.test_attributes_weights import attributes_checkpoint, tiny_clip
+from tests.tiny_run import attributes_checkpoint, tiny_clip
 from tests.tiny_run import FP32, TinyConfig
 from tools import make_demo_data, predict
 from utils.errors import UsageError
@@ -67,6 +67,7 @@ def long_video(tmp_path_factory):
     return config, str(tiny.run_folder("run") / "model_best.pt"), str(video), truth
 
 
+@pytest.mark.slow
 def test_merged_segments_recover_the_classes_in_order_within_one_stride(long_video, tmp_path):
     config, weights, video, truth = long_video
     output = tmp_path / "timeline.json"
@@ -82,6 +83,7 @@ def test_merged_segments_recover_the_classes_in_order_within_one_stride(long_vid
     assert (tmp_path / "t.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_csv_output_has_windows_and_segments_files(long_video, tmp_path):
     config, weights, video, truth = long_video
     predict.main(["--config", config, "--weights", weights, video, "--cpu", "--timeline", "3", "--topk", "2",
@@ -93,6 +95,7 @@ def test_csv_output_has_windows_and_segments_files(long_video, tmp_path):
     assert [s["class"] for s in segments] == [name for name, *_ in truth]
 
 
+@pytest.mark.slow
 def test_each_sampled_frame_is_decoded_and_transformed_once(long_video, monkeypatch):
     config, weights, video, _ = long_video
     decoded, transformed = [], []
@@ -170,6 +173,7 @@ def test_windows_cover_the_video_and_segments_split_halfway_between_centres():
     assert [(s.label, s.end) for s in merge_segments(windows, 5.0, threshold=0.7)] == [(0, 2.5), (1, 3.5)]
 
 
+@pytest.mark.slow
 def test_timeline_mistakes_are_one_line_errors(long_video, tmp_path, capsys):
     config, weights, video, _ = long_video
     with pytest.raises(SystemExit):
@@ -181,6 +185,7 @@ def test_timeline_mistakes_are_one_line_errors(long_video, tmp_path, capsys):
         make_demo_data.main(["--long_video", str(tmp_path / "x.mp4"), "--long_classes", "dancing"])
 
 
+@pytest.mark.slow
 def test_attributes_fusion_adds_the_video_attribute_scores_to_every_window(long_video, tmp_path):
     config, weights, video, truth = long_video
     model = tiny_clip(1)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from clip.simple_tokenizer import DEFAULT_BPE_PATH, SimpleTokenizer, tokenize
+from tests.equivalence import reference_tokenize
 
 LABEL_CSVS = [
     "k400/kinetics_400_labels.csv",
@@ -70,21 +71,6 @@ HANDWRITTEN = [
     "bell\x07 null\x00 escape\x1b",
     "∑∫√∞ ≠ ≤ ≥ → ⇒ ♠♣♥♦ ©®™",
 ]
-
-
-def reference_tokenize(reference_tokenizer, texts, context_length=77, truncate=False):
-    """[sot] + OpenAI's encode + [eot], zero padded, truncated like OpenAI's clip.tokenize."""
-    sot = reference_tokenizer.encoder["<|startoftext|>"]
-    eot = reference_tokenizer.encoder["<|endoftext|>"]
-    result = torch.zeros(len(texts), context_length, dtype=torch.long)
-    for row, text in enumerate(texts):
-        ids = [sot, *reference_tokenizer.encode(text), eot]
-        if len(ids) > context_length:
-            assert truncate, f"reference input too long: {text!r}"
-            ids = ids[:context_length]
-            ids[-1] = eot
-        result[row, :len(ids)] = torch.tensor(ids)
-    return result
 
 
 def read_class_names(shared_lists):
@@ -223,6 +209,7 @@ def test_bad_vocab_file_error_names_the_file(tmp_path):
         SimpleTokenizer(malformed)
 
 
+@pytest.mark.slow
 def test_default_tokenizer_is_not_built_at_import():
     code = "import clip.simple_tokenizer as m; assert m.default_tokenizer.cache_info().currsize == 0"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -8,8 +8,10 @@ import pytest
 import torch
 
 import test as test_program
-from tests.test_distributed import torchrun
+from tests.processes import torchrun
 from tests.tiny_run import FP32, TinyConfig
+
+pytestmark = pytest.mark.slow  # torchrun: a 2-process training run (2 epochs) and its resumption
 
 REPO = Path(__file__).resolve().parent.parent
 DRIVER = str(REPO / "tests" / "torchrun_train.py")

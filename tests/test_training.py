@@ -56,6 +56,7 @@ def test_freezing_text_keeps_logit_scale_and_visual_trainable():
     assert {name for name, p in model.named_parameters() if p.requires_grad} == {"logit_scale"}
 
 
+@pytest.mark.slow
 def test_network_compile_compiles_the_image_encoder_with_the_same_outputs_and_weight_names():
     config = load_config(REPO / "configs/demo/demo.yaml", ["network.arch=ViT-Tiny/16", "network.compile=True",
                                                              "data.input_size=32", "data.num_segments=2"])
@@ -95,6 +96,7 @@ def epoch_losses(log_file: Path) -> dict:
     return losses
 
 
+@pytest.mark.slow
 def test_a_run_killed_mid_epoch_and_resumed_ends_bit_identical_to_an_uninterrupted_run(tiny_config):
     """SIGKILL in the middle of the second epoch (2 loader workers); the resumed run repeats that epoch from
     the first epoch's checkpoint and ends with exactly the uninterrupted run's weights and optimizer state."""
@@ -137,6 +139,7 @@ def resumed_run(two_epochs, monkeypatch, log_time):
             torch.load(folder / "last_model.pt", weights_only=True))
 
 
+@pytest.mark.slow
 def test_resume_starts_at_the_saved_epoch_with_the_saved_optimizer_and_schedule(two_epochs, monkeypatch):
     recorder, checkpoint, log, last = resumed_run(two_epochs, monkeypatch, "resumed")
     assert_resumed(recorder, checkpoint, log, epochs=2)
@@ -145,6 +148,7 @@ def test_resume_starts_at_the_saved_epoch_with_the_saved_optimizer_and_schedule(
         torch.testing.assert_close(last["model_state_dict"][key], value, atol=1e-5, rtol=1e-4, msg=key)
 
 
+@pytest.mark.slow
 def test_the_resume_checks_fail_when_resume_is_ignored(two_epochs, monkeypatch):
     """A train.py that ignored `resume=` (trained from epoch 0 with a fresh optimizer) fails them."""
     def ignore(path, clip_model, header, optimizer, scheduler, scaler):
@@ -165,6 +169,7 @@ def validation_scores(log_text: str, epochs: int) -> dict:
             re.findall(rf"epoch (\d+)/{epochs} validation: Overall Prec@1 ([0-9.]+)%", log_text)}
 
 
+@pytest.mark.slow
 def test_model_best_is_the_first_epoch_with_the_highest_validation_score(two_epochs):
     folder = two_epochs[2]
     scores = validation_scores((folder / "log.txt").read_text(), 2)
@@ -177,6 +182,7 @@ def test_model_best_is_the_first_epoch_with_the_highest_validation_score(two_epo
         assert torch.equal(best["model_state_dict"][key], value), key
 
 
+@pytest.mark.slow
 def test_solver_evaluate_validates_the_loaded_weights_without_training(two_epochs):
     tiny, config, whole = two_epochs
     train_program.main(["--config", config, "--log_time", "evaluate", "--cpu", "--no_progress", "solver.evaluate=True",
@@ -218,6 +224,7 @@ def assert_bf16_step(bf16, fp32):
     assert bf16["loss"] == pytest.approx(fp32["loss"], rel=0.02)
 
 
+@pytest.mark.slow
 def test_precision_bf16_reaches_the_training_step(two_epochs, monkeypatch):
     config = two_epochs[1]
     assert_bf16_step(first_step(config, "bf16", monkeypatch), first_step(config, "fp32", monkeypatch))

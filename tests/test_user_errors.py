@@ -57,6 +57,7 @@ def test_bugs_keep_their_traceback(capsys):
     assert capsys.readouterr().err == ""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variable, traceback", [("", False), ("1", True)])
 def test_the_whole_program_and_the_traceback_variable(tmp_path, variable, traceback):
     script = tmp_path / "program.py"

@@ -17,8 +17,8 @@ from datasets.annotations import load_class_names
 from datasets.build import build_dataset
 from tests import clip_math
 from tests.data_factory import write_labels_csv, write_text
-from tests.test_tokenizer import reference_tokenize
-from tests.test_checkpoint import original_layout
+from tests.equivalence import reference_tokenize
+from tests.tiny_run import original_layout
 from datasets.transforms import normalize_on_device
 from utils.config import load_config
 from utils.distributed import init_distributed
@@ -312,6 +312,7 @@ def test_frames_scoring_is_the_originals_per_frame_clip_softmax(tiny_config, che
     torch.testing.assert_close(saved["scores"], torch.cat(expected).softmax(-1).mean(1), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_script_with_two_processes_equals_one_process(tiny_config, checkpoint, tmp_path):
     val_lines = Path(tiny_config.values["data"]["val_list"]).read_text().splitlines()[:7]
     config = tiny_config.write(data={"val_list": write_text(str(tmp_path / "val7.txt"), val_lines),

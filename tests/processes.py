@@ -1,0 +1,32 @@
+"""Programs run in child processes by the tests: torchrun jobs of CPU processes."""
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def torchrun(args, cwd=REPO, processes=2, timeout=240, check=True):
+    """Runs a torchrun job of `processes` CPU processes; stops the whole job when it outlives `timeout`."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", *args]
+    job = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    try:
+        stdout, stderr = job.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        job.terminate()  # torchrun stops its workers when it is told to stop
+        try:
+            stdout, stderr = job.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(job.pid, signal.SIGKILL)
+            stdout, stderr = "", ""
+        pytest.fail(f"torchrun still running after {timeout} s:\n{stdout[-3000:]}{stderr[-3000:]}")
+    completed = subprocess.CompletedProcess(command, job.returncode, stdout, stderr)
+    if check:
+        assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    return completed

@@ -1,6 +1,7 @@
-"""Programs run in child processes by the tests: torchrun jobs of CPU processes."""
+"""Programs run in child processes by the tests: torchrun jobs of CPU processes, servers on the loopback."""
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -30,3 +31,10 @@ def torchrun(args, cwd=REPO, processes=2, timeout=240, check=True):
     if check:
         assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     return completed
+
+
+def free_port():
+    """A TCP port of the loopback that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

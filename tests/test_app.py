@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiny_run import FP32, write_tiny_checkpoint
-from tests.tiny_run import one_video_config
+from tests.processes import free_port
+from tests.tiny_run import FP32, one_video_config, write_tiny_checkpoint
 from utils.config import load_config
 from tests.data_factory import write_video
 from workflows.app import analyse, class_list
@@ -88,12 +87,6 @@ def test_a_long_video_gets_the_timeline_a_short_one_does_not(model, tmp_path):
 def timeline_xlabel(timeline):
     from workflows.timeline import timeline_figure
     return timeline_figure(timeline).axes[-1].get_xlabel()
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_for(url, process, seconds=180):

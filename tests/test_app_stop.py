@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from tests.data_factory import write_video
-from tests.test_app import free_port
+from tests.processes import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 START_SECONDS = 240  # two apps start side by side on two shared cores

@@ -13,7 +13,7 @@ import socket
 import pytest
 import yaml
 
-from tests.test_predict import checkpoint, one_video_config  # noqa: F401 (checkpoint: a fixture)
+from tests.tiny_run import one_video_config, write_tiny_checkpoint
 from tools import app, export, predict
 from utils.distributed import run_program
 from workflows.prediction import looks_like_a_path, parse_class_names
@@ -33,6 +33,11 @@ def files(tmp_path_factory):
     config = {"seed": 1, "data": data, "network": {"arch": "ViT-Tiny/16", "init": False}}
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
     return folder
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("class_lists_ckpt") / "model_best.pt", seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +105,7 @@ def test_a_folder_is_not_a_class_list(files, capsys, monkeypatch):
     assert_one_error_line(result, f"class file {files} is a folder")
 
 
-def test_a_single_class_runs_with_a_warning(tiny_config, checkpoint, tmp_path, caplog):  # noqa: F811
+def test_a_single_class_runs_with_a_warning(tiny_config, checkpoint, tmp_path, caplog):
     config, video = one_video_config(tiny_config, tmp_path, "video")
     with caplog.at_level(logging.WARNING):
         predictions = run_program(lambda: predict.main(["--config", config, "--weights", str(checkpoint), video,

@@ -110,7 +110,8 @@ def analyse(predictor, video, classes_text, test_clips, test_crops, max_bytes, k
             if window and duration >= TIMELINE_MIN_WINDOWS * float(window) else None
     except (SampleReadError, ValueError) as error:  # not a video, or too short for the sampling
         logger.info("cannot read %s: %s", path, error)
-        return Answer(message=f"**{path.name}** could not be read as a video: {error}")
+        reason = str(error).replace(str(path), path.name)  # the server's upload folder stays out of the answer
+        return Answer(message=f"**{path.name}** could not be read as a video: {reason}")
     best = prediction.top(TOP_CLASSES)
     classes = [index for index, _ in best[:SALIENCY_CLASSES]]
     figure = saliency_figure(prediction, current.saliency(prediction.frames, classes), names, classes)

@@ -168,6 +168,9 @@ def predict_timeline(predictor, path, window: float, stride: Optional[float] = N
     stride = window / 2 if stride is None else stride
     video = StreamingVideo(path)
     logger.info("%s: the timeline decodes it once, front to back, with PyAV", path)
+    if video.duration < window:
+        logger.warning("%s lasts %.2f s, shorter than a window of %g s: its timeline is one window of the whole "
+                       "video", path, video.duration, window)
     plan = _window_indices(len(video), video.fps, window, stride, predictor.sampler)
     thumbnails = dict.fromkeys(round(k * (len(video) - 1) / max(strip - 1, 1)) for k in range(strip))
     attributes = fusion.scores(path) if fusion else None

@@ -5,7 +5,7 @@ included, and raises `SampleReadError` naming the file and the reason when a fra
 read. Videos open with TorchCodec where FFmpeg's shared libraries are installed, else with PyAV (which
 ships its own FFmpeg); decord only when asked for. A file the chosen reader cannot open is tried with
 the next one before it is an error. Frames are upright as FFmpeg plays them (rotation metadata applied;
-decord ignores it). What the decoders' native code writes to stderr is kept out of the user's way: it
+decord refuses videos turned by 90 degrees, which then decode with PyAV). What the decoders' native code writes to stderr is kept out of the user's way: it
 goes into that error, or to the debug log.
 """
 import contextlib
@@ -263,10 +263,16 @@ class TorchCodecVideo:
 
 class DecordVideo:
     """A video opened with decord (on request only); frames are fetched by index with its accurate seeking.
-    decord ignores rotation metadata."""
+    decord turns a video by 180 degrees as its rotation metadata says, but fails on one turned by 90 or 270
+    (a buffer size mismatch): such a video is refused at open (rotation read with PyAV), so open_video
+    decodes it with the next reader."""
 
     def __init__(self, path):
         self.path = path
+        rotation = _display_rotation(path)
+        if round(rotation / 90) % 2:
+            raise SampleReadError(f"cannot open video {path}: decord cannot decode videos turned by {rotation:g} "
+                                  f"degrees")
         try:
             with native_stderr_captured() as output:
                 self._reader = decord.VideoReader(path, num_threads=DECODER_THREADS)
@@ -287,6 +293,15 @@ class DecordVideo:
             raise SampleReadError(f"cannot decode frames {unique.tolist()} of video {self.path} "
                                   f"(truncated or corrupt?): {details}") from err
         return _stack_channels_last(torch.from_numpy(frames), inverse)
+
+
+def _display_rotation(path):
+    """The rotation (degrees) of a video's first frame as PyAV reads it; 0 where PyAV cannot read it."""
+    try:
+        with av.open(path) as container:
+            return next(container.decode(video=0), None).rotation
+    except (av.FFmpegError, OSError, AttributeError, IndexError):
+        return 0
 
 
 def upright(image_hwc, rotation):

@@ -144,9 +144,10 @@ def test_the_readers_decode_the_demo_mp4s_identically(tiny_dataset, backend):
         assert torch.equal(video.get_frames(everything), reference.get_frames(everything)), path
 
 
-@pytest.mark.parametrize("backend", [pytest.param("torchcodec", marks=needs_torchcodec), "pyav"])
+@pytest.mark.parametrize("backend", READERS)
 @pytest.mark.parametrize("degrees", [90, 180])
 def test_a_rotated_phone_video_decodes_upright(tmp_path, backend, degrees):
+    """decord cannot decode videos turned by 90 degrees: open_video falls back to PyAV for them."""
     path = set_mp4_rotation(write_video(str(tmp_path / "phone.mp4"), 8), degrees)
     frame = open_video(path, backend).get_frames([3])[0].permute(1, 2, 0).float()
     upright = np.rot90(frame_image(3), k=-degrees // 90).astype(np.float32)  # turned clockwise

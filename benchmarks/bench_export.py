@@ -67,7 +67,7 @@ def no_grad(function, frames):
     return call
 
 
-def interleaved(calls, seconds, warmup=2, min_rounds=5):
+def interleaved(calls, seconds, warmup=2, min_rounds=10):
     """Seconds of each call in rounds that run every call once (the order rotated each round), for at least
     `seconds` in all: on a shared machine the load changes within seconds, so lines timed one after the
     other compare different loads, while the calls of one round share it."""

@@ -99,7 +99,7 @@ def test_onnx_and_pt2_score_as_test_py_on_the_same_frames(exported):
 def test_pt2_program_reads_the_class_texts_as_normalised_constants(exported):
     """Speed: the class texts are normalised when the file is written, not in every call. Before, the program
     normalised the class tokens [C, 77, D] twice a call (once for the scores, once for the saliency) and the
-    EOT embeddings once: 7% of a ViT-B/32 call, what kept .pt2 below the eager path (benchmarks/README.md)."""
+    EOT embeddings once: about 8% of a ViT-B/32 call, what kept .pt2 below the eager path (benchmarks/README.md)."""
     program = torch.export.load(str(exported["pt2"]))
     nodes = {node.name: node for node in program.graph.nodes}
     readers = {target: [str(user.target) for user in nodes[name].users]

@@ -6,13 +6,17 @@ One video a call: uint8 frames [1, T, H, W, 3] to test.py's scores, one view (1 
 baseline is the project's eager path as tools/predict.py runs it (torchvision's test transform on the
 uint8 frames, normalisation, `view_scores`); the other lines are the exported recognizer: as an eager
 module, as the .pt2 program, and in onnxruntime, in fp32 and half precision. CLIP has random weights of
-the named architecture (speed does not depend on them). Videos/s from the median call, and the ratio to
-the baseline line of the same run.
+the named architecture (speed does not depend on them). The lines are timed in interleaved rounds (each
+round calls every line once): videos/s of the median and of the fastest call, and the median over rounds
+of the ratio to the baseline line's call of the same round.
 """
 import argparse
 import contextlib
+import os
+import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -20,7 +24,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import clip  # noqa: E402
-from benchmarks.bench_model import timed  # noqa: E402
 from datasets.transforms import normalize_on_device, test_transform  # noqa: E402
 from modules import VideoHeader, text_prompt  # noqa: E402
 from modules.video_clip import VideoEncoder, class_features, view_scores  # noqa: E402
@@ -52,8 +55,8 @@ def eager_baseline(recognizer, frames, autocast):
     def call():
         with torch.no_grad(), autocast():
             views = normalize_on_device(transform(clip_frames))[None]
-            return view_scores(recognizer.encoder, recognizer.header, views, recognizer.class_eot,
-                               recognizer.class_tokens)
+            return view_scores(recognizer.encoder, recognizer.header, views, recognizer.unit_class_eot,
+                               recognizer.unit_class_tokens)
     return call
 
 
@@ -64,6 +67,23 @@ def no_grad(function, frames):
     return call
 
 
+def interleaved(calls, seconds, warmup=2, min_rounds=10):
+    """Seconds of each call in rounds that run every call once (the order rotated each round), for at least
+    `seconds` in all: on a shared machine the load changes within seconds, so lines timed one after the
+    other compare different loads, while the calls of one round share it."""
+    for call in calls:
+        for _ in range(warmup):
+            call()
+    durations, start, rounds = [[] for _ in calls], time.perf_counter(), 0
+    while time.perf_counter() - start < seconds or rounds < min_rounds:
+        for index in ((rounds + offset) % len(calls) for offset in range(len(calls))):
+            begin = time.perf_counter()
+            calls[index]()
+            durations[index].append(time.perf_counter() - begin)
+        rounds += 1
+    return durations
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", default="ViT-B/32")
@@ -72,7 +92,6 @@ def main(argv=None):
     parser.add_argument("--classes", type=int, default=400)
     parser.add_argument("--seconds", type=float, default=6.0)
     args = parser.parse_args(argv)
-    cpu = torch.device("cpu")
     fp32 = recognizer_for(args, "fp32")
     frames = example_frames(fp32.metadata, batch=1)
     bf16_autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731
@@ -91,12 +110,15 @@ def main(argv=None):
             else:
                 module, _ = load_pt2(path)
                 lines.append((f"torch.export .pt2, {precision} ({size:.0f} MiB)", no_grad(module, frames)))
-        rates = [(name, 1.0 / timed(call, cpu, args.seconds)) for name, call in lines]
+        load = os.getloadavg()[0]
+        durations = interleaved([call for _, call in lines], args.seconds * len(lines))
     print(f"{args.arch}, {args.frames} frames of {args.frame_size[0]}x{args.frame_size[1]}, 1 view, "
-          f"{args.classes} classes, batch 1, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print("| path | videos/s | vs eager fp32 |\n| --- | ---: | ---: |")
-    for name, rate in rates:
-        print(f"| {name} | {rate:.2f} | {rate / rates[0][1]:.2f}x |")
+          f"{args.classes} classes, batch 1, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{len(durations[0])} interleaved rounds, load average {load:.1f} before and {os.getloadavg()[0]:.1f} after")
+    print("| path | videos/s (median) | videos/s (fastest) | vs eager fp32 |\n| --- | ---: | ---: | ---: |")
+    for (name, _), times in zip(lines, durations):
+        ratio = statistics.median(base / time for base, time in zip(durations[0], times))  # within each round
+        print(f"| {name} | {1 / statistics.median(times):.2f} | {1 / min(times):.2f} | {ratio:.2f}x |")
 
 
 if __name__ == "__main__":

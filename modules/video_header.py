@@ -59,10 +59,21 @@ class VideoHeader(nn.Module):
 
         `frames` [B, T, D] (after temporal modelling), `tokens` [A, W, D]; both are normalised here.
         """
-        frames = F.normalize(frames, dim=-1)
-        tokens = F.normalize(tokens, dim=-1)
+        return VideoHeader.unit_concept_weights(F.normalize(frames, dim=-1), F.normalize(tokens, dim=-1))
+
+    @staticmethod
+    def unit_concept_weights(frames: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """`concept_weights` of frames and tokens that are unit vectors already (the exported recognizer's
+        class tokens are constants, normalised once when it is built)."""
         similarity = torch.einsum("awd,btd->abwt", tokens, frames)
         return F.softmax(similarity / VCS_TEMPERATURE, dim=-1).mean(dim=2)
+
+    @staticmethod
+    def spotted_logits(weights: torch.Tensor, frames: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """VCS cosine logits [B, A]: unit frames [B, T, D] pooled by each class's weights [A, B, T] (from
+        `unit_concept_weights`), against the unit class embeddings [A, D]."""
+        spotted = torch.einsum("abt,btd->abd", weights, frames)
+        return torch.einsum("abd,ad->ba", spotted, classes)
 
     def forward(self, frames: torch.Tensor, tokens: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         """Cosine logits [B, A] of videos against class texts (no logit scale).
@@ -78,6 +89,6 @@ class VideoHeader(nn.Module):
         classes = F.normalize(classes, dim=-1)
         if self.interaction == "DP":
             return F.normalize(frames.mean(dim=1), dim=-1) @ classes.t()
-        weights = self.concept_weights(frames, tokens)
-        spotted = torch.einsum("abt,btd->abd", weights, F.normalize(frames, dim=-1))
-        return torch.einsum("abd,ad->ba", spotted, classes)
+        frames = F.normalize(frames, dim=-1)
+        weights = self.unit_concept_weights(frames, F.normalize(tokens, dim=-1))
+        return self.spotted_logits(weights, frames, classes)

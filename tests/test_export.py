@@ -95,6 +95,17 @@ def test_onnx_and_pt2_score_as_test_py_on_the_same_frames(exported):
     torch.testing.assert_close(two[0], onnx_scores[0], atol=1e-6, rtol=0)
 
 
+
+def test_pt2_program_reads_the_class_texts_as_normalised_constants(exported):
+    """Speed: the class texts are normalised when the file is written, not in every call. Before, the program
+    normalised the class tokens [C, 77, D] twice a call (once for the scores, once for the saliency) and the
+    EOT embeddings once: about 8% of a ViT-B/32 call, what kept .pt2 below the eager path (benchmarks/README.md)."""
+    program = torch.export.load(str(exported["pt2"]))
+    nodes = {node.name: node for node in program.graph.nodes}
+    readers = {target: [str(user.target) for user in nodes[name].users]
+               for name, target in program.graph_signature.inputs_to_buffers.items() if "class" in target}
+    assert readers == {"unit_class_eot": ["aten.einsum.default"], "unit_class_tokens": ["aten.einsum.default"]}
+
 def test_saliency_is_the_headers_vcs_weights_of_each_clip_mean_over_its_crops(one_video, trained):
     """The saliency output against the header's VCS weights of test.py's own views (2 clips x 3 crops)."""
     config = load_config(one_video["config"])

@@ -110,8 +110,9 @@ class ExportedRecognizer(nn.Module):
                  class_tokens: torch.Tensor, metadata: ExportMetadata):
         super().__init__()
         self.encoder, self.header, self.metadata = encoder, header, metadata
-        self.register_buffer("class_eot", class_eot.detach().clone())
-        self.register_buffer("class_tokens", class_tokens.detach().clone())
+        # The class texts are constants: normalised here once, not in every call (VCS normalises both).
+        self.register_buffer("unit_class_eot", F.normalize(class_eot.detach(), dim=-1))
+        self.register_buffer("unit_class_tokens", F.normalize(class_tokens.detach(), dim=-1))
         self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(3, 1, 1) * 255)
         self.register_buffer("std", torch.tensor(CLIP_STD).view(3, 1, 1) * 255)
         self.resized = resized_size(metadata.frame_height, metadata.frame_width, metadata.input_size)
@@ -135,16 +136,21 @@ class ExportedRecognizer(nn.Module):
         views = torch.stack(crops, 1)  # [B * N, crops, 3, S, S]
         views = views.view(batch, meta.test_clips, -1, meta.test_crops, 3, size, size).transpose(2, 3)
         views = (views.flatten(0, 2) - self.mean) / self.std
-        return views.to(self.class_eot.dtype)
+        return views.to(self.unit_class_eot.dtype)
 
     def forward(self, frames: torch.Tensor):
         meta = self.metadata
         batch, num_views = frames.shape[0], meta.test_clips * meta.test_crops
         embeddings = self.encoder.encode_video(self.views(frames))
         aggregated = self.header.aggregate(embeddings)
-        similarity = self.header.interact(aggregated, self.class_tokens, self.class_eot).float()
-        scores = similarity.view(batch, num_views, -1).softmax(-1).mean(1)
-        weights = VideoHeader.concept_weights(aggregated, self.class_tokens).float()  # [C, B * views, T]
+        frames = F.normalize(aggregated, dim=-1)
+        weights = VideoHeader.unit_concept_weights(frames, self.unit_class_tokens)  # [C, B * views, T]
+        if self.header.interaction == "VCS":  # the header's interact, with the saliency computed once for both
+            similarity = VideoHeader.spotted_logits(weights, frames, self.unit_class_eot)
+        else:
+            similarity = self.header.interact(aggregated, self.unit_class_tokens, self.unit_class_eot)
+        scores = similarity.float().view(batch, num_views, -1).softmax(-1).mean(1)
+        weights = weights.float()
         weights = weights.view(-1, batch, meta.test_clips, meta.test_crops, weights.shape[-1]).mean(3)
         return scores, weights.flatten(2).transpose(0, 1)
 

@@ -34,7 +34,7 @@ PRECISION_HELP = ("amp: fp16 autocast, float32 weights, loss scaling in training
 
 def default_precision(device: torch.device) -> str:
     """fp16 autocast with a grad scaler on GPU ('amp', as the original); on CPU bf16 where the CPU multiplies
-    bf16 natively (bench_model: 1.7-2x fp32 for ViT-B/32 with AVX512-BF16, more with AMX), else fp32."""
+    bf16 natively (AVX512-BF16 or AMX: faster than fp32 there, see benchmarks/bench_model.py), else fp32."""
     if device.type == "cuda":
         return "amp"
     return "bf16" if native_bf16_flags() else "fp32"
@@ -76,8 +76,8 @@ def autocast_for(precision: str, device: torch.device):
 
 def inference_weight_dtype(precision: str) -> torch.dtype:
     """The dtype evaluation programs hold their weights in: bf16 for bf16, so that no forward casts a weight
-    (bench_model: 1.14x on CPU). amp keeps float32 weights: the GPU default, not measured with float16
-    weights yet. Training keeps float32 weights for AdamW's small updates."""
+    (faster on CPU: benchmarks/bench_model.py measures it). amp keeps float32 weights: the GPU default, not
+    measured with float16 weights yet. Training keeps float32 weights for AdamW's small updates."""
     return torch.bfloat16 if precision == "bf16" else torch.float32
 
 

@@ -49,15 +49,17 @@ def parse_args(argv=None):
     parser.add_argument("--topk", type=int, default=5, help="phrases kept per video (default 5)")
     parser.add_argument("--batch_size", type=int, default=None, help="videos per batch (default data.batch_size)")
     parser.add_argument("--save_every", type=int, default=256, help="videos between saves (default 256)")
-    parser.add_argument("--test_clips", type=int, default=1, help="temporal clips per video (scores averaged)")
-    parser.add_argument("--test_crops", type=int, default=1, choices=(1, 3, 5, 10), help="spatial crops per clip")
+    parser.add_argument("--test_clips", type=int, default=None,
+                        help="temporal clips per video, scores averaged (default data.test_clips)")
+    parser.add_argument("--test_crops", type=int, default=None, choices=(1, 3, 5, 10),
+                        help="spatial crops per clip (default data.test_crops)")
     parser.add_argument("--precision", choices=PRECISIONS, default=None, help=PRECISION_HELP)
     add_distributed_arguments(parser)
     parser.add_argument("--no_progress", action="store_true")
     parser.add_argument("overrides", nargs="*", help="config overrides such as network.arch=ViT-L/14")
     args = parser.parse_args(argv)
     for name in ("topk", "save_every", "test_clips"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
     if args.batch_size is not None and args.batch_size < 1:
         parser.error("--batch_size must be at least 1")
@@ -103,7 +105,8 @@ def main(argv=None):
     precision = resolve_precision(args.precision, ctx.device)
     logger.info("precision %s", precision_label(args.precision, precision))
     autocast = autocast_for(precision, ctx.device)
-    dataset = build_dataset(config, "test", test_crops=args.test_crops, test_clips=args.test_clips)
+    dataset = build_dataset(config, "test", test_crops=args.test_crops or config.data.test_crops,
+                            test_clips=args.test_clips or config.data.test_clips)
     phrases = read_lexicon(args.lexicon or [CLASS_LEXICON], dataset.class_names)
     seed_everything(config.seed)  # the same model in every process, even a randomly initialised one
     encoder, header = load_retriever(config, args.weights, ctx.device, precision)

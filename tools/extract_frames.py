@@ -28,7 +28,7 @@ from tqdm import tqdm
 if __package__ in (None, ""):  # run as a script: make the repository's packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets.annotations import AnnotationError  # noqa: E402
+from datasets.annotations import AnnotationError, write_list  # noqa: E402
 from datasets.decoding import VIDEO_EXTENSIONS  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
 
@@ -205,7 +205,7 @@ def write_frame_list(path, entries, outcomes):
     by_video = {outcome.video: outcome for outcome in outcomes}
     lines = [f"{frame_folder_name(video)} {by_video[video].num_frames} {label}" for video, label in entries
              if by_video[video].status != "failed"]
-    Path(path).write_text("".join(line + "\n" for line in lines))
+    write_list(path, lines)
     return len(lines)
 
 

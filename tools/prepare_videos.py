@@ -33,6 +33,7 @@ import torch
 if __package__ in (None, ""):  # run as a script: make the repository's packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from datasets.annotations import write_list  # noqa: E402
 from datasets.decoding import upright  # noqa: E402
 from tools.extract_frames import Outcome, log_outcomes, resized, run_per_video, source_videos  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
@@ -144,7 +145,7 @@ def write_video_list(path, entries, outcomes, options=EncodeOptions()):
     """`<file> <label>` of the prepared file of every (video, label) entry that did not fail."""
     lines = [f"{prepared_name(video, options)} {label}" for (video, label), outcome in zip(entries, outcomes)
              if outcome.status != "failed"]
-    Path(path).write_text("".join(line + "\n" for line in lines))
+    write_list(path, lines)
     return len(lines)
 
 

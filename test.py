@@ -17,7 +17,7 @@ from workflows.inference import add_evaluation_arguments, class_texts, load_vide
 from utils.logger import counted, setup_logging
 from workflows.training import autocast_for, precision_label, resolve_precision
 
-logger = logging.getLogger("bike")
+logger = logging.getLogger(__name__)
 
 
 def parse_args(argv=None):

@@ -26,7 +26,7 @@ from workflows.training import autocast_for, precision_label, resolve_precision
 from workflows.zeroshot import (SCORINGS, averaged_softmax, predict_logits, splits_summary, units_per_video,
                             zero_shot_result)
 
-logger = logging.getLogger("bike")
+logger = logging.getLogger(__name__)
 
 
 def parse_args(argv=None):

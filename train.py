@@ -28,7 +28,7 @@ from workflows.training import (PRECISION_HELP, PRECISIONS, ClassTexts, autocast
                             precision_label, resolve_precision, save_training_checkpoint, seed_everything,
                             starting_point, train_one_epoch)
 
-logger = logging.getLogger("bike")
+logger = logging.getLogger(__name__)
 
 CHECKPOINT_KEYS = ("resume", "pretrain")  # files checked, when set, before anything is built
 

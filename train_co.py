@@ -44,7 +44,7 @@ from workflows.training import (ClassTexts, autocast_for, build_clip, freeze_tow
                                 resolve_precision, save_training_checkpoint, seed_everything, starting_point,
                                 train_one_epoch, training_checkpoint)
 
-logger = logging.getLogger("bike")
+logger = logging.getLogger(__name__)
 
 ATTRIBUTE_FILE_KEYS = ("data.attributes_train_path", "data.attributes_val_path")
 BRANCHES = ("attributes", "joint")

@@ -27,7 +27,7 @@ from utils.errors import UsageError, check_given_files  # noqa: E402
 from workflows.prediction import Predictor, parse_class_names  # noqa: E402
 from workflows.training import PRECISION_HELP, PRECISIONS, precision_label, resolve_precision  # noqa: E402
 
-logger = logging.getLogger("bike")
+logger = logging.getLogger(__name__)
 MAX_EXAMPLES = 8
 
 

@@ -27,7 +27,7 @@ from workflows.export import (PRECISIONS, build_recognizer, check_exportable, ex
                               export_format, load_onnx, load_pt2)
 from workflows.prediction import parse_class_names  # noqa: E402
 
-logger = logging.getLogger("bike")
+logger = logging.getLogger(__name__)
 
 
 def frame_size(text):

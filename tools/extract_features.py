@@ -33,7 +33,7 @@ from workflows.inference import load_video_model  # noqa: E402
 from workflows.training import (PRECISION_HELP, PRECISIONS, autocast_for, precision_label,  # noqa: E402
                                 resolve_precision, seed_everything)
 
-logger = logging.getLogger("bike")
+logger = logging.getLogger(__name__)
 
 
 def parse_args(argv=None):

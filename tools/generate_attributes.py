@@ -30,7 +30,7 @@ from utils.logger import setup_logging  # noqa: E402
 from workflows.training import (PRECISION_HELP, PRECISIONS, autocast_for, build_clip,  # noqa: E402
                                 inference_weight_dtype, precision_label, resolve_precision, seed_everything)
 
-logger = logging.getLogger("bike")
+logger = logging.getLogger(__name__)
 
 
 def parse_args(argv=None):

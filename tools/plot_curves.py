@@ -14,7 +14,7 @@ if __package__ in (None, ""):  # run as a script: make the repository's packages
 from workflows.curves import plot_curves, read_run  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
 
-logger = logging.getLogger("bike")
+logger = logging.getLogger(__name__)
 
 
 def parse_args(argv=None):

@@ -45,7 +45,7 @@ from workflows.timeline import plot_timeline, predict_timeline, write_timeline  
 from workflows.training import (PRECISION_HELP, PRECISIONS, autocast_for, precision_label,  # noqa: E402
                                 resolve_precision)
 
-logger = logging.getLogger("bike")
+logger = logging.getLogger(__name__)
 SALIENCY_CLASSES = 3
 
 

@@ -42,7 +42,7 @@ from datasets.synthetic import HEIGHT, WIDTH, describe_still, random_still, rend
 from datasets.transforms import normalize_on_device  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
 
-logger = logging.getLogger("pretrain_demo_clip")
+logger = logging.getLogger(__name__)
 DEFAULT_OUT = Path(".cache/demo_clip/RN-Tiny-synthetic.pt")  # the demo configs' network.arch
 DEFAULT_ARCH = "RN-Tiny"
 TRAIN_CONTEXT = 24

@@ -31,6 +31,7 @@ if __package__ in (None, ""):  # run as a script: make the repository's packages
 from datasets.annotations import AnnotationError, write_list  # noqa: E402
 from datasets.decoding import VIDEO_EXTENSIONS  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
+from workflows.options import ProgramParser  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -210,7 +211,7 @@ def write_frame_list(path, entries, outcomes):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ProgramParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", type=Path, help="a folder of videos or a video list `<file> <label>`")
     parser.add_argument("--out", type=Path, required=True, help="root of the frame folders")
     parser.add_argument("--video-root", type=Path, help="folder the paths of a video list are relative to")

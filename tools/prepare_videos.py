@@ -37,6 +37,7 @@ from datasets.annotations import write_list  # noqa: E402
 from datasets.decoding import upright  # noqa: E402
 from tools.extract_frames import Outcome, log_outcomes, resized, run_per_video, source_videos  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
+from workflows.options import ProgramParser  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ def write_video_list(path, entries, outcomes, options=EncodeOptions()):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ProgramParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", type=Path, help="a folder of videos or a video list `<file> <label>`")
     parser.add_argument("--out", type=Path, required=True, help="root of the prepared videos")
     parser.add_argument("--video-root", type=Path, help="folder the paths of a video list are relative to")

@@ -21,12 +21,11 @@ if __package__ in (None, ""):  # run as a script: make the repository's packages
 
 from datasets.decoding import VIDEO_EXTENSIONS  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
-from utils.errors import UsageError, check_given_files  # noqa: E402
+from utils.errors import UsageError  # noqa: E402
 from workflows.prediction import Predictor, parse_class_names  # noqa: E402
-from utils.precision import precision_label, resolve_precision  # noqa: E402
 from workflows.options import (ProgramParser, add_config_argument, add_override_arguments,  # noqa: E402
                                add_precision_argument)
-from workflows.startup import load_program_config, local_device  # noqa: E402
+from workflows.startup import start_program  # noqa: E402
 
 logger = logging.getLogger(__name__)
 MAX_EXAMPLES = 8
@@ -66,16 +65,13 @@ def create_page(args):
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from workflows.app import build_page
 
-    config = load_program_config(args)
-    check_given_files(weights=args.weights)
+    started = start_program(args, given_files={"weights": args.weights}, local=True)
     if args.examples and not Path(args.examples).is_dir():
         raise FileNotFoundError(f"--examples {args.examples} is not a folder")
     examples = example_videos(args.examples) if args.examples else []
-    class_names = parse_class_names(args.classes or config.data.label_list)
-    device = local_device(args.cpu)
-    precision = resolve_precision(args.precision, device)
-    logger.info("precision %s", precision_label(args.precision, precision))
-    predictor = Predictor(config, class_names, args.weights, device, precision)
+    class_names = parse_class_names(args.classes or started.config.data.label_list)
+    logger.info("precision %s", started.precision_label)
+    predictor = Predictor(started.config, class_names, args.weights, started.ctx.device, started.precision)
     return build_page(predictor, examples, int(args.max_upload_mb * 2**20), args.keep_uploads)
 
 

@@ -34,17 +34,15 @@ if __package__ in (None, ""):  # run as a script: make the repository's packages
 from tqdm import tqdm  # noqa: E402
 
 from datasets.decoding import VIDEO_BACKENDS, open_video  # noqa: E402
-from utils.config import load_config  # noqa: E402
 from datasets.attributes import DEFAULT_TOPK  # noqa: E402
 from workflows.fusion import DEFAULT_FUSION_WEIGHTS  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
-from utils.errors import UsageError, check_given_files  # noqa: E402
+from utils.errors import UsageError  # noqa: E402
 from workflows.prediction import AttributesFusion, Predictor, find_inputs, parse_class_names, plot_saliency  # noqa: E402
 from workflows.timeline import plot_timeline, predict_timeline, write_timeline  # noqa: E402
-from utils.precision import autocast_for, precision_label, resolve_precision  # noqa: E402
 from workflows.options import (ProgramParser, add_config_argument, add_override_arguments,  # noqa: E402
-                               add_precision_argument, add_view_arguments, overrides)
-from workflows.startup import local_device  # noqa: E402
+                               add_precision_argument, add_view_arguments)
+from workflows.startup import start_program  # noqa: E402
 
 logger = logging.getLogger(__name__)
 SALIENCY_CLASSES = 3
@@ -113,14 +111,15 @@ def write_results(predictions, class_names, path):
 
 def run(args):
     """Every input and file is checked (each video opened) before the model is built."""
-    config = load_config(args.config, overrides(args) + ([f"data.video_backend={args.video_backend}"]
-                                                         if args.video_backend else []))
     if args.output:
         output_format(args.output)
     if bool(args.attributes_weights) != bool(args.attributes):
         raise UsageError("--attributes_weights and --attributes go together (the attributes branch and the phrases "
                          "it reads)")
-    check_given_files(weights=args.weights, attributes_weights=args.attributes_weights, attributes=args.attributes)
+    started = start_program(args, given_files={"weights": args.weights, "attributes_weights": args.attributes_weights,
+                                               "attributes": args.attributes}, local=True,
+                            extra_overrides=[f"data.video_backend={args.video_backend}"] if args.video_backend else [])
+    config, device, precision, autocast = started.config, started.ctx.device, started.precision, started.autocast
     class_names = parse_class_names(args.classes or config.data.label_list)
     inputs = find_inputs(args.inputs, config.data.image_tmpl, config.data.index_bias)
     if args.plot and len(inputs) != 1:
@@ -130,10 +129,7 @@ def run(args):
     for path in inputs:
         if Path(path).is_file():
             open_video(path, config.data.video_backend, config.data.decode_device)
-    device = local_device(args.cpu)
-    precision = resolve_precision(args.precision, device)
-    logger.info("precision %s", precision_label(args.precision, precision))
-    autocast = autocast_for(precision, device)
+    logger.info("precision %s", started.precision_label)
     predictor = Predictor(config, class_names, args.weights, device, precision, args.test_clips, args.test_crops,
                           args.dense or None)
     fusion = AttributesFusion(args.attributes_weights, args.attributes, class_names, device, autocast,

@@ -52,23 +52,31 @@ class Run:
         return counted(self.ctx.world_size, "process", "processes")
 
 
-def load_program_config(args, path=None):
-    """The config of `args.config` (or `path`) with every override of the command line."""
-    return load_config(path or args.config, overrides(args))
+def load_program_config(args, path=None, extra_overrides=()):
+    """The config of `args.config` (or `path`) with every override of the command line, then `extra_overrides`
+    (those an option stands for, e.g. predict's --video_backend)."""
+    return load_config(path or args.config, overrides(args) + list(extra_overrides))
 
 
-def start_program(args, file_keys=(), optional_keys=(), given_files=None, training=False) -> Run:
+def start_program(args, file_keys=(), optional_keys=(), given_files=None, training=False, local=False,
+                  extra_overrides=()) -> Run:
     """Joins the process group (or runs alone), checks the files named on the command line (`given_files`:
     option -> path or None), loads the config and checks the files its `file_keys` (and the set
     `optional_keys`) name, resolves the precision, and starts logging: for `training`, into a new run
-    folder that receives a copy of the config and the resolved config."""
-    ctx = init_distributed(force_cpu=getattr(args, "cpu", False),
-                           timeout_minutes=getattr(args, "dist_timeout", DEFAULT_TIMEOUT_MINUTES))
-    if not training:
-        setup_logging(None, ctx.is_main)
+    folder that receives a copy of the config and the resolved config.
+
+    `local`: a program that runs in one process only (predict, the app), on `local_device`; it sets up its
+    own plain console logging."""
+    if local:
+        ctx = DistributedContext(rank=0, world_size=1, local_rank=0, device=local_device(args.cpu))
+    else:
+        ctx = init_distributed(force_cpu=getattr(args, "cpu", False),
+                               timeout_minutes=getattr(args, "dist_timeout", DEFAULT_TIMEOUT_MINUTES))
+        if not training:
+            setup_logging(None, ctx.is_main)
     check_given_files(**(given_files or {}))
     several = isinstance(args.config, list)  # --config repeated (test_zeroshot.py's splits): a list of configs
-    configs = [load_program_config(args, path) for path in (args.config if several else [args.config])]
+    configs = [load_program_config(args, path, extra_overrides) for path in (args.config if several else [args.config])]
     if file_keys or optional_keys:
         for config in configs:
             check_files(config, file_keys, optional=optional_keys)

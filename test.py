@@ -2,27 +2,24 @@
 
 Prints `Overall Prec@1 X% Prec@5 Y%` (and mAP for ActivityNet and multi-label data); runs under torchrun too.
 """
-import argparse
 import logging
 
-
-from workflows.attributes_branch import fused_evaluation, load_attributes_branch
-from workflows.fusion import DEFAULT_FUSION_WEIGHTS
 from utils.checkpoint import save_atomically
-from utils.config import check_files, load_config
-from utils.distributed import init_distributed, run_program
-from utils.errors import check_given_files
+from utils.distributed import run_program
+from utils.logger import counted
+from workflows.attributes_branch import fused_evaluation, load_attributes_branch
 from workflows.evaluation import predict, score_metrics
+from workflows.fusion import DEFAULT_FUSION_WEIGHTS
 from workflows.inference import add_evaluation_arguments, class_texts, load_video_model, test_loader
-from utils.logger import counted, setup_logging
-from workflows.training import autocast_for, precision_label, resolve_precision
+from workflows.options import ProgramParser, add_config_argument
+from workflows.startup import start_program
 
-logger = logging.getLogger("bike")
+logger = logging.getLogger(__name__)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config", "-cfg", required=True)
+    parser = ProgramParser(description=__doc__)
+    add_config_argument(parser)
     parser.add_argument("--fusion_weights", type=float, nargs=2, default=DEFAULT_FUSION_WEIGHTS,
                         metavar=("VIDEO", "ATTRIBUTES"), help="weights of the fused scores of a train_co.py checkpoint "
                         "or of --attributes_weights (with data.attributes_val_path); default 0.7 0.3")
@@ -34,26 +31,21 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    ctx = init_distributed(force_cpu=args.cpu, timeout_minutes=args.dist_timeout)
-    setup_logging(None, ctx.is_main)
-    check_given_files(weights=args.weights, attributes_weights=args.attributes_weights)
-    config = load_config(args.config, args.overrides)
     attributes_keys = ("data.attributes_val_path",) if args.attributes_weights else ()
-    check_files(config, ("data.val_list", "data.label_list") + attributes_keys)
+    run = start_program(args, ("data.val_list", "data.label_list") + attributes_keys,
+                        given_files={"weights": args.weights, "attributes_weights": args.attributes_weights})
+    ctx, config, precision, autocast = run.ctx, run.config, run.precision, run.autocast
     attributes_branch = load_attributes_branch(args.attributes_weights, ctx.device) if args.attributes_weights else None
-    precision = resolve_precision(args.precision, ctx.device)
-    autocast = autocast_for(precision, ctx.device)
     crops = args.test_crops or config.data.test_crops
     clips = args.test_clips or config.data.test_clips
     # A checkpoint that does not fit fails here.
     encoder, header = load_video_model(config, args.weights, ctx.device, precision)
     loader = test_loader(config, ctx, crops, clips, args.dense or config.data.dense)
     logger.info("%s x %s x %s, %s; precision %s", counted(len(loader.dataset), "video"), counted(clips, "clip"),
-                counted(crops, "crop"), counted(ctx.world_size, "process", "processes"),
-                precision_label(args.precision, precision))
+                counted(crops, "crop"), run.processes, run.precision_label)
 
     eot, tokens = class_texts(encoder, loader.dataset.class_names, ctx.device, autocast)
-    scores, labels = predict(encoder, header, loader, eot, tokens, ctx.device, autocast, ctx.is_main and not args.no_progress)
+    scores, labels = predict(encoder, header, loader, eot, tokens, ctx.device, autocast, run.show_progress)
     # mAP: on the original's scores and conventions; multi-label data also gets the original's printed
     # running-average figure, which depends on the batch size and the number of processes.
     result = score_metrics(scores, labels, with_map=str(config.data.dataset).lower().startswith("anet"),

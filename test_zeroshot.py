@@ -17,22 +17,20 @@ import logging
 from pathlib import Path
 
 from utils.checkpoint import save_atomically
-from utils.config import check_files, load_config
-from utils.distributed import init_distributed, run_program
-from utils.errors import check_given_files
+from utils.distributed import run_program
+from utils.logger import counted
 from workflows.inference import add_evaluation_arguments, class_texts, load_video_model, test_loader
-from utils.logger import counted, setup_logging
-from workflows.training import autocast_for, precision_label, resolve_precision
+from workflows.options import ProgramParser, add_config_argument
+from workflows.startup import start_program
 from workflows.zeroshot import (SCORINGS, averaged_softmax, predict_logits, splits_summary, units_per_video,
-                            zero_shot_result)
+                                zero_shot_result)
 
-logger = logging.getLogger("bike")
+logger = logging.getLogger(__name__)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", "-cfg", required=True, action="append",
-                        help="config of one label/list split; repeat it for several splits")
+    parser = ProgramParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_argument(parser, action="append", help="config of one label/list split; repeat it for several splits")
     parser.add_argument("--scoring", choices=SCORINGS, default=SCORINGS[0],
                         help="frames (default): the published protocol, the original test_zeroshot.py's per-frame "
                              "CLIP scores without the video header; video: the model's video-level scores, as "
@@ -49,41 +47,30 @@ def scores_path(path: str, split: int, num_splits: int) -> str:
     return str(path.with_name(f"{path.stem}.split{split}{path.suffix or '.pt'}"))
 
 
-def load_split_configs(args):
-    """Every split's config, its files checked, before anything is built."""
-    configs = [load_config(path, args.overrides) for path in args.config]
-    for config in configs:
-        check_files(config, ("data.val_list", "data.label_list"))
-    return configs
-
-
-def evaluate_split(config_path, config, args, ctx, precision):
+def evaluate_split(config_path, config, run):
     """(logits [N, K, C], labels) of one config's list, scored against its class names."""
-    autocast = autocast_for(precision, ctx.device)
+    args, ctx, autocast = run.args, run.ctx, run.autocast
     # Before the data: a bad checkpoint fails fast.
-    encoder, header = load_video_model(config, args.weights, ctx.device, precision)
+    encoder, header = load_video_model(config, args.weights, ctx.device, run.precision)
     crops = args.test_crops or config.data.test_crops
     clips = args.test_clips or config.data.test_clips
     loader = test_loader(config, ctx, crops, clips, args.dense or config.data.dense)
     logger.info("%s: %s x %s x %s, %s, %s; precision %s", config_path, counted(len(loader.dataset), "video"),
                 counted(clips, "clip"), counted(crops, "crop"), counted(loader.dataset.num_classes, "class", "classes"),
-                counted(ctx.world_size, "process", "processes"), precision_label(args.precision, precision))
+                run.processes, run.precision_label)
     eot, tokens = class_texts(encoder, loader.dataset.class_names, ctx.device, autocast)
     return predict_logits(encoder, header, loader, eot, tokens, ctx.device, autocast, views=crops * clips,
                           units=units_per_video(config, crops * clips, args.scoring), scoring=args.scoring,
-                          progress=ctx.is_main and not args.no_progress)
+                          progress=run.show_progress)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    ctx = init_distributed(force_cpu=args.cpu, timeout_minutes=args.dist_timeout)
-    setup_logging(None, ctx.is_main)
-    check_given_files(weights=args.weights)
-    configs = load_split_configs(args)
-    precision = resolve_precision(args.precision, ctx.device)
-    results = []
-    for split, (config_path, config) in enumerate(zip(args.config, configs), start=1):
-        logits, labels = evaluate_split(config_path, config, args, ctx, precision)
+    # Every split's config, its files checked, before anything is built.
+    run = start_program(args, ("data.val_list", "data.label_list"), given_files={"weights": args.weights})
+    ctx, results = run.ctx, []
+    for split, (config_path, config) in enumerate(zip(args.config, run.config), start=1):
+        logits, labels = evaluate_split(config_path, config, run)
         results.append(zero_shot_result(logits, labels))
         if not ctx.is_main:
             continue

@@ -19,32 +19,29 @@ model_best.pt is the best fused top-1.
 import argparse
 import logging
 import math
-import shutil
-from pathlib import Path
 
-import torch
-import yaml
-from torch.nn.parallel import DistributedDataParallel
-
-import train as video_training
 from clip.weights import WeightsMismatchError
 from datasets.attributes import DEFAULT_TOPK, AttributesDataset
 from datasets.build import build_dataset
 from modules import AttributesHead, text_prompt
 from modules.video_clip import VideoEncoder
-from workflows.attributes_branch import ATTRIBUTES_HEAD_KEY, AttributesBranch, load_attributes_head
-from workflows.fusion import DEFAULT_FUSION_WEIGHTS, evaluate_fusion
-from utils.checkpoint import load_bike_weights, save_atomically
-from utils.config import DATA_FILE_KEYS, check_files, load_config
-from utils.distributed import init_distributed, run_program
-from workflows.evaluation import evaluation_loader
-from utils.logger import counted, epoch_label, setup_logging
+from utils.checkpoint import load_bike_weights
+from utils.config import DATA_FILE_KEYS
+from utils.distributed import run_program
+from utils.logger import counted, epoch_label
+from utils.precision import grad_scaler
 from utils.solver import build_optimizer, build_scheduler
-from workflows.training import (ClassTexts, autocast_for, build_clip, freeze_towers, precision_label,
-                                resolve_precision, save_training_checkpoint, seed_everything, starting_point,
-                                train_one_epoch, training_checkpoint)
+from workflows.attributes_branch import ATTRIBUTES_HEAD_KEY, AttributesBranch, load_attributes_head
+from workflows.evaluation import evaluation_loader
+from workflows.fusion import DEFAULT_FUSION_WEIGHTS, evaluate_fusion
+from workflows.options import ProgramParser, add_training_arguments
+from workflows.startup import start_program
+from workflows.training import ClassTexts, build_clip, freeze_towers, seed_everything, starting_point, train_one_epoch
+from workflows import training_run
+from workflows.training_run import (CHECKPOINT_KEYS, distributed, evaluates_after, save_epoch_checkpoints,
+                                    start_epoch, train_loader_for)
 
-logger = logging.getLogger("bike")
+logger = logging.getLogger(__name__)
 
 ATTRIBUTE_FILE_KEYS = ("data.attributes_train_path", "data.attributes_val_path")
 BRANCHES = ("attributes", "joint")
@@ -52,24 +49,22 @@ BRANCHES = ("attributes", "joint")
 
 def parse_args(argv=None):
     """train.py's arguments plus --branch and --fusion_weights."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="Every other argument is train.py's: see python train.py --help.")
+    parser = ProgramParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fusion_weights", type=float, nargs=2, default=DEFAULT_FUSION_WEIGHTS,
                         metavar=("VIDEO", "ATTRIBUTES"),
                         help="--branch joint: weights of the fused validation scores (default 0.7 0.3)")
     parser.add_argument("--branch", choices=BRANCHES, default="attributes",
                         help="attributes: the attributes branch alone, the original's train_attributes.py recipe "
                              "(default); joint: the video and attributes branches in one run (fused validation)")
-    own, rest = parser.parse_known_args(argv)
-    args = video_training.parse_args(rest)
-    args.fusion_weights, args.branch = tuple(own.fusion_weights), own.branch
+    args = add_training_arguments(parser).parse_args(argv)
+    args.fusion_weights = tuple(args.fusion_weights)
     return args
 
 
 def build_models(config, device):
     """train.py's CLIP and video header (the same on every rank), and the attributes head, initialised from
     `pretrain` when it holds one (--branch joint)."""
-    clip_model, header = video_training.build_models(config, device)
+    clip_model, header = training_run.build_models(config, device)
     head = AttributesHead(clip_model.config.embed_dim)
     if config.pretrain:
         pretrained_head = load_attributes_head(config.pretrain, clip_model.config.embed_dim)
@@ -97,41 +92,14 @@ def build_attributes_models(config, device):
     return clip_model.to(device), head.to(device)
 
 
-def distributed(module, ctx):
-    """`module` wrapped for DDP when there are several processes and it has something to train."""
-    if not ctx.distributed or not any(p.requires_grad for p in module.parameters()):
-        return module
-    return DistributedDataParallel(module, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
-
-
-def save_checkpoints(work_dir: Path, is_best: bool, head, **state):
-    checkpoint = training_checkpoint(**state)
-    checkpoint[ATTRIBUTES_HEAD_KEY] = head.state_dict()
-    save_atomically(checkpoint, work_dir / "last_model.pt")
-    if is_best:
-        save_atomically(checkpoint, work_dir / "model_best.pt")
-
-
 def main(argv=None):
     args = parse_args(argv)
-    ctx = init_distributed(force_cpu=args.cpu, timeout_minutes=args.dist_timeout)
-    config = load_config(args.config, args.overrides)
-    check_files(config, DATA_FILE_KEYS + ATTRIBUTE_FILE_KEYS, optional=video_training.CHECKPOINT_KEYS)
-    precision = resolve_precision(args.precision, ctx.device)
-    autocast = autocast_for(precision, ctx.device)
-    work_dir = video_training.run_folder(config, args.log_time, ctx.distributed)
-    setup_logging(work_dir, ctx.is_main)
-    if ctx.is_main:
-        shutil.copy(args.config, work_dir / Path(args.config).name)
-        (work_dir / "config_resolved.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    logger.info("%s branch training in %s; %s on %s; precision %s; fusion weights %s", args.branch, work_dir,
-                counted(ctx.world_size, "process", "processes"), ctx.device, precision_label(args.precision, precision),
-                args.fusion_weights)
-    show_progress = ctx.is_main and not args.no_progress
-
+    run = start_program(args, DATA_FILE_KEYS + ATTRIBUTE_FILE_KEYS, optional_keys=CHECKPOINT_KEYS, training=True)
+    logger.info("%s branch training in %s; %s on %s; precision %s; fusion weights %s", args.branch, run.work_dir,
+                run.processes, run.ctx.device, run.precision_label, args.fusion_weights)
     if args.branch == "attributes":
-        return train_attributes(config, ctx, precision, autocast, work_dir)
-    return train_jointly(args, config, ctx, precision, autocast, work_dir, show_progress)
+        return train_attributes(run.config, run.ctx, run.precision, run.autocast, run.work_dir)
+    return train_jointly(args, run.config, run.ctx, run.precision, run.autocast, run.work_dir, run.show_progress)
 
 
 def sentence_sets(config, train_set, val_set, tokenizer):
@@ -151,7 +119,7 @@ def train_attributes(config, ctx, precision, autocast, work_dir):
                               ctx, autocast)
     optimizer = build_optimizer(config.solver, clip_model, [head])
     scheduler = build_scheduler(optimizer, config.solver, branch.optimizer_steps)
-    scaler = torch.amp.GradScaler("cuda") if precision == "amp" else None
+    scaler = grad_scaler(precision)
     first_epoch, best_score = starting_point(config, clip_model, head, optimizer, scheduler, scaler)
     logger.info("attributes branch: the head and the logit scale learn, %s of batch %d per epoch",
                 counted(branch.optimizer_steps, "optimizer step", "optimizer steps"), config.data.batch_size)
@@ -163,18 +131,16 @@ def train_attributes(config, ctx, precision, autocast, work_dir):
     for epoch in range(first_epoch, config.solver.epochs):
         branch.train_epoch(optimizer, epoch, scheduler, scaler)
         is_best = False
-        if (epoch + 1) % config.logging.eval_freq == 0 or epoch + 1 == config.solver.epochs:
+        if evaluates_after(epoch, config):
             result = branch.validate()
             is_best = result.top1 > best_score
             best_score = max(result.top1, best_score)
             logger.info("%s attributes validation: %s (best %.3f)", epoch_label(epoch, config.solver.epochs),
                         result.summary(), best_score)
         if ctx.is_main:
-            state = dict(epoch=epoch, clip_model=clip_model, header=head, optimizer=optimizer, scheduler=scheduler,
-                         scaler=scaler, best_score=best_score, config=config)
-            save_training_checkpoint(work_dir / "last_model.pt", **state)
-            if is_best:
-                save_training_checkpoint(work_dir / "model_best.pt", **state)
+            save_epoch_checkpoints(work_dir, is_best, epoch=epoch, clip_model=clip_model, header=head,
+                                   optimizer=optimizer, scheduler=scheduler, scaler=scaler, best_score=best_score,
+                                   config=config)
     logger.info("finished: best attributes validation Prec@1 %.3f; checkpoints in %s", best_score, work_dir)
     return result
 
@@ -184,14 +150,14 @@ def train_jointly(args, config, ctx, precision, autocast, work_dir, show_progres
     clip_model, header, head = build_models(config, ctx.device)
     train_set, val_set = build_dataset(config, "train"), build_dataset(config, "val")
     train_sentences, val_sentences = sentence_sets(config, train_set, val_set, getattr(clip_model, "tokenizer", None))
-    train_loader = video_training.train_loader_for(train_set, config, ctx)
+    train_loader = train_loader_for(train_set, config, ctx)
     val_loader = evaluation_loader(val_set, config.data.batch_size, config.data.workers, ctx.rank, ctx.world_size,
                                    device=ctx.device)
 
     optimizer = build_optimizer(config.solver, clip_model, [header, head])
     scheduler = build_scheduler(optimizer, config.solver,
                                 math.ceil(len(train_loader) / config.solver.grad_accumulation_steps))
-    scaler = torch.amp.GradScaler("cuda") if precision == "amp" else None
+    scaler = grad_scaler(precision)
     first_epoch, best_score = starting_point(config, clip_model, header, optimizer, scheduler, scaler)
     if config.resume:
         resumed_head = load_attributes_head(config.resume, clip_model.config.embed_dim)
@@ -208,7 +174,7 @@ def train_jointly(args, config, ctx, precision, autocast, work_dir, show_progres
                                   config.network.fix_text, config, ctx, autocast)
 
     def validate():
-        video = video_training.validate(encoder, header, val_loader, texts, ctx, autocast, show_progress)
+        video = training_run.validate(encoder, header, val_loader, texts, ctx, autocast, show_progress)
         return evaluate_fusion(video.scores, attributes.val_scores(), video.labels, args.fusion_weights)
 
     if config.solver.evaluate:
@@ -218,21 +184,21 @@ def train_jointly(args, config, ctx, precision, autocast, work_dir, show_progres
 
     report = None
     for epoch in range(first_epoch, config.solver.epochs):
-        video_training.start_epoch(train_loader, config.seed, ctx.rank, epoch)
+        start_epoch(train_loader, config.seed, ctx.rank, epoch)
         train_one_epoch(train_encoder, train_header, train_loader, optimizer, scheduler, scaler, texts, config,
                         epoch, ctx.device, autocast, show_progress)
         attributes.train_epoch(optimizer, epoch)
         is_best = False
-        if (epoch + 1) % config.logging.eval_freq == 0 or epoch + 1 == config.solver.epochs:
+        if evaluates_after(epoch, config):
             report = validate()
             is_best = report.fused.top1 > best_score
             best_score = max(report.fused.top1, best_score)
             logger.info("%s validation (best fused Prec@1 %.3f):\n%s", epoch_label(epoch, config.solver.epochs),
                         best_score, report.summary())
         if ctx.is_main:
-            save_checkpoints(work_dir, is_best, head, epoch=epoch, clip_model=clip_model, header=header,
-                             optimizer=optimizer, scheduler=scheduler, scaler=scaler, best_score=best_score,
-                             config=config)
+            save_epoch_checkpoints(work_dir, is_best, {ATTRIBUTES_HEAD_KEY: head.state_dict()}, epoch=epoch,
+                                   clip_model=clip_model, header=header, optimizer=optimizer, scheduler=scheduler,
+                                   scaler=scaler, best_score=best_score, config=config)
     logger.info("finished: best fused validation Prec@1 %.3f; checkpoints in %s", best_score, work_dir)
     return report
 

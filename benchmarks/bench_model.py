@@ -33,10 +33,11 @@ from benchmarks.step_profile import breakdown  # noqa: E402
 from benchmarks.tensor_memory import TensorMemory  # noqa: E402
 from utils import allocator  # noqa: E402
 from modules.video_clip import VideoEncoder, class_features, view_scores  # noqa: E402
-from workflows.training import (ClassTexts, freeze_towers, inference_weight_dtype, resolve_precision,  # noqa: E402
-                                training_step_loss)
+from workflows.training import ClassTexts, freeze_towers, training_step_loss  # noqa: E402
+from utils.precision import (autocast_for, compute_dtype, grad_scaler, inference_weight_dtype,  # noqa: E402
+                             resolve_precision)
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "amp": torch.float16}  # amp: fp16 autocast + GradScaler
+DTYPES = {name: compute_dtype(name) for name in ("fp32", "bf16", "amp")}  # amp: fp16 autocast + GradScaler
 
 
 def synchronize(device):
@@ -115,9 +116,7 @@ def counted_flops(function):
 
 
 def autocast(precision, device):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=DTYPES[precision])
+    return autocast_for(precision, device)()
 
 
 def build(arch, frames, size, device, compile_visual, grad_checkpointing):
@@ -149,7 +148,7 @@ def measure(args, precision, device, compile_visual, grad_checkpointing, label_s
     model, header, encoder = build(args.arch, args.frames, args.size, device, compile_visual, grad_checkpointing)
     texts, trainable, frames, labels = step_inputs(args, model, header, encoder, precision, device)
     optimizer = torch.optim.AdamW(trainable, lr=1e-5, fused=True)
-    scaler = torch.amp.GradScaler(device.type) if precision == "amp" else None
+    scaler = grad_scaler(precision)
 
     def forward():
         with autocast(precision, device):

@@ -24,11 +24,12 @@ from benchmarks.bench_data import DEFAULT_ROOT, ensure_bench_data  # noqa: E402
 from benchmarks.bench_model import add_model_arguments, build  # noqa: E402
 from datasets.build import build_dataset  # noqa: E402
 from modules import text_prompt  # noqa: E402
-from train import train_loader_for  # noqa: E402
+from workflows.training_run import train_loader_for  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.distributed import init_distributed  # noqa: E402
 from utils.solver import build_optimizer, build_scheduler  # noqa: E402
-from workflows.training import ClassTexts, autocast_for, train_one_epoch  # noqa: E402
+from workflows.training import ClassTexts, train_one_epoch  # noqa: E402
+from utils.precision import autocast_for  # noqa: E402
 
 BASE_CONFIG = Path(__file__).resolve().parent.parent / "configs/k400/k400_train_rgb_vitb-32-f8.yaml"
 

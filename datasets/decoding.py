@@ -188,8 +188,8 @@ def torchcodec_decoder():
 
 
 # FFmpeg threads per decoder. One: the loader's workers are the parallelism, and decoding the few frames
-# of a seek gained nothing from frame threads here (8 of 150 frames at 320x426: 0.039 CPU-s with one
-# thread, 0.053 with two). A threaded decoder (TorchCodec's, or PyAV's kept open) still alive when a
+# of a seek gains nothing from frame threads (two threads took more CPU time than one). A threaded
+# decoder (TorchCodec's, or PyAV's kept open) still alive when a
 # process forks its loader workers also hangs the worker that frees it (FFmpeg waits for threads the fork
 # did not copy).
 DECODER_THREADS = 1
@@ -331,7 +331,7 @@ class PyAVVideo:
     so indices are exact for variable frame rates too and agree with TorchCodec's and decord's. Packets of
     frames that are not requested go to the decoder with `skip_frame` NONREF: the decoder drops those that
     no other frame refers to (most B-frames of H.264/HEVC) instead of decoding them, which leaves every
-    decoded frame as it is (about a sixth less CPU per clip on the benchmark's H.264 clips).
+    decoded frame as it is (less CPU per clip).
     """
 
     seek_gap = 64  # decode forward through shorter gaps; seek (to a keyframe) across longer ones
@@ -339,8 +339,8 @@ class PyAVVideo:
     def __init__(self, path):
         self.path = path
         try:
-            # Kept open for get_frames: opening decodes the first frame (FFmpeg's stream probing), a sixth of
-            # a benchmark clip's decoding. PyAV closes it when this object goes.
+            # Kept open for get_frames: opening decodes the first frame (FFmpeg's stream probing), a share of
+            # a clip's decoding worth saving. PyAV closes it when this object goes.
             self._container = av.open(path)
         except (av.FFmpegError, OSError) as err:
             raise SampleReadError(f"cannot open video {path}: {_ffmpeg_reason(err)}") from err

@@ -13,7 +13,8 @@ import clip
 from modules import VideoHeader, text_prompt
 from modules.video_clip import VideoEncoder
 from utils.distributed import init_distributed
-from workflows.training import ClassTexts, autocast_for, training_step_loss
+from workflows.training import ClassTexts, training_step_loss
+from utils.precision import autocast_for
 
 BATCH, FRAMES, SIZE = 4, 4, 32
 LABELS = torch.tensor([0, 3, 0, 5])

@@ -13,7 +13,7 @@ import torch
 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 from torch.nn.parallel import DistributedDataParallel
 
-import train
+from workflows import training_run
 import train_co
 from modules import text_prompt
 from modules.video_clip import VideoEncoder
@@ -59,7 +59,7 @@ def counting_allreduce(counter, bucket):
 
 def train_accumulated(config, rank: int, world_size: int, distributed: bool):
     """One epoch of MICRO_BATCHES micro-batches: (trained weights, all-reduces per micro-step or None)."""
-    clip_model, header = train.build_models(config, torch.device("cpu"))
+    clip_model, header = training_run.build_models(config, torch.device("cpu"))
     encoder = VideoEncoder(clip_model)
     texts = ClassTexts.build(encoder, text_prompt(CLASS_NAMES), config.network.fix_text, "cpu", contextlib.nullcontext)
     share = COMBINED_BATCH // world_size
@@ -84,7 +84,7 @@ def train_accumulated(config, rank: int, world_size: int, distributed: bool):
 
 def built_models(config):
     """What each rank builds before DDP synchronises anything: frozen class features and the attributes head."""
-    clip_model, header = train.build_models(config, torch.device("cpu"))
+    clip_model, header = training_run.build_models(config, torch.device("cpu"))
     texts = ClassTexts.build(VideoEncoder(clip_model), text_prompt(CLASS_NAMES), True, "cpu", contextlib.nullcontext)
     _, _, head = train_co.build_models(config, torch.device("cpu"))
     return texts.eot, {k: v.clone() for k, v in head.state_dict().items()}

@@ -16,7 +16,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import train  # noqa: E402
+from workflows import training_run  # noqa: E402
 from datasets.synthetic import ensure_demo_dataset  # noqa: E402
 from modules import text_prompt  # noqa: E402
 from modules.video_clip import VideoEncoder  # noqa: E402
@@ -24,7 +24,8 @@ from tests import ddp_step  # noqa: E402
 from tests.tiny_run import TinyConfig  # noqa: E402
 from utils.checkpoint import MODEL_KEY, save_atomically  # noqa: E402
 from utils.config import load_config  # noqa: E402
-from workflows.training import ClassTexts, autocast_for, train_one_epoch  # noqa: E402
+from workflows.training import ClassTexts, train_one_epoch  # noqa: E402
+from utils.precision import autocast_for  # noqa: E402
 
 TOLERANCES = {"fp32": dict(atol=1e-5, rtol=1e-4), "amp": dict(atol=1e-3, rtol=2e-2)}
 
@@ -37,7 +38,7 @@ def prepare(folder):
     val_lines = Path(tiny.values["data"]["val_list"]).read_text().splitlines()[:7]
     (folder / "val7.txt").write_text("\n".join(val_lines) + "\n")
     tiny.write("odd.yaml", data={"val_list": str(folder / "val7.txt"), "batch_size": 2})
-    clip_model, header = train.build_models(load_config(folder / "tiny.yaml"), torch.device("cpu"))
+    clip_model, header = training_run.build_models(load_config(folder / "tiny.yaml"), torch.device("cpu"))
     save_atomically({"epoch": 0, MODEL_KEY: clip_model.state_dict(), "fusion_model_state_dict": header.state_dict()},
                     folder / "model_best.pt")
     print(f"PASS prepared {folder}")
@@ -69,7 +70,7 @@ def amp_skips_inf(config_path, device):
     """One amp step whose gradients hold an inf leaves the weights alone and halves the scale; the next one trains."""
     device = torch.device(device)
     config = load_config(config_path)
-    clip_model, header = train.build_models(config, device)
+    clip_model, header = training_run.build_models(config, device)
     encoder, autocast = VideoEncoder(clip_model), autocast_for("amp", device)
     texts = ClassTexts.build(encoder, text_prompt(["a", "b", "c", "d"]), False, device, autocast)
     optimizer = torch.optim.AdamW([p for p in clip_model.parameters() if p.requires_grad], lr=1e-3)
@@ -93,7 +94,7 @@ def amp_skips_inf(config_path, device):
 
 def weights_moved(config_path, checkpoint):
     """The image tower's linear weights in CHECKPOINT are float32 and most of them moved from the seeded start."""
-    initial, _ = train.build_models(load_config(config_path), torch.device("cpu"))
+    initial, _ = training_run.build_models(load_config(config_path), torch.device("cpu"))
     trained = torch.load(checkpoint, map_location="cpu", weights_only=True)[MODEL_KEY]
     names = [f"visual.{name}.weight" for name, module in initial.visual.named_modules()
              if isinstance(module, torch.nn.Linear)]

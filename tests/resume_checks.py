@@ -39,12 +39,12 @@ class EpochRecorder:
             hook.remove()
 
 
-def keeping_each_epoch(save_training_checkpoint):
-    """train.py's checkpoint saving that also copies each `last_model.pt` to `epoch<N>.pt`."""
-    def save(path, **state):
-        save_training_checkpoint(path, **state)
-        if path.name == "last_model.pt":
-            shutil.copy(path, path.parent / f"epoch{state['epoch']}.pt")
+def keeping_each_epoch(save_epoch_checkpoints):
+    """The checkpoint saving of train.py and train_co.py (`save_epoch_checkpoints`) that also copies each
+    `last_model.pt` to `epoch<N>.pt`."""
+    def save(work_dir, is_best, extra=None, **state):
+        save_epoch_checkpoints(work_dir, is_best, extra, **state)
+        shutil.copy(work_dir / "last_model.pt", work_dir / f"epoch{state['epoch']}.pt")
     return save
 
 

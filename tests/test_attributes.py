@@ -130,6 +130,23 @@ def test_generated_phrases_and_scores_match_an_independent_computation(tiny_conf
             torch.testing.assert_close(torch.tensor(entry["classname_topk_scores"]), scores, atol=2e-6, rtol=0)
 
 
+class Built(Exception):
+    """Raised by a stand-in for build_dataset, carrying its keyword arguments."""
+
+
+@pytest.mark.parametrize("options, views", [([], (2, 3)), (["--test_clips", "4", "--test_crops", "5"], (4, 5))])
+def test_views_default_to_the_configs_as_in_every_other_tool(tiny_config, monkeypatch, options, views):
+    config_path = tiny_config.write(data={"test_clips": 2, "test_crops": 3})
+
+    def record(config, split, **views):
+        raise Built(views)
+
+    monkeypatch.setattr(generate_tool, "build_dataset", record)
+    with pytest.raises(Built) as built:
+        generate_tool.main(["--config", config_path, "--output", "unused.json", "--cpu", *FP32, *options])
+    assert (built.value.args[0]["test_clips"], built.value.args[0]["test_crops"]) == views
+
+
 class LabelAwareEncoder(VideoEncoder):
     """A retriever whose video features encode the label: it recognises each clip of `dataset` by its
     pixels and returns the text feature of its class prompt for every frame. Counts its calls and can

@@ -1,7 +1,6 @@
 """Co-training: train_co.py end to end on the tiny data, its checkpoint evaluated fused by test.py and checked
 against plain math, resumption of both heads, and the config keys the branch needs."""
 import json
-import shutil
 from types import SimpleNamespace
 
 import pytest
@@ -14,7 +13,7 @@ import train_co
 from clip.weights import strip_module_prefix
 from datasets.annotations import load_class_names, read_video_list
 from workflows.attributes_branch import ATTRIBUTES_HEAD_KEY
-from tests.resume_checks import EpochRecorder, assert_resumed
+from tests.resume_checks import EpochRecorder, assert_resumed, keeping_each_epoch
 from tests.tiny_run import FP32, TinyConfig, write_attribute_files
 from utils.config import ConfigError, load_config
 
@@ -32,18 +31,10 @@ def co_run(tiny_dataset, tmp_path_factory):
                          "select_topk_attributes": TOPK},
         network={"fix_text": True}, solver={"epochs": 2})
     with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setattr(train_co, "save_checkpoints", keeping_each_epoch(train_co.save_checkpoints))
+        monkeypatch.setattr(train_co, "save_epoch_checkpoints", keeping_each_epoch(train_co.save_epoch_checkpoints))
         report = train_co.main(["--config", config, "--branch", "joint", "--log_time", "co", "--cpu",
                                  *FP32, "--no_progress"])
     return SimpleNamespace(config=config, folder=tiny_config.run_folder("co"), report=report, tiny=tiny_config)
-
-
-def keeping_each_epoch(save_checkpoints):
-    """train_co.save_checkpoints that also copies last_model.pt to epoch<N>.pt."""
-    def save(work_dir, is_best, head, **state):
-        save_checkpoints(work_dir, is_best, head, **state)
-        shutil.copy(work_dir / "last_model.pt", work_dir / f"epoch{state['epoch']}.pt")
-    return save
 
 
 def head_scores(state, sentences, class_names):

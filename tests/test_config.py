@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from utils.config import Config, ConfigError, SCHEMA, build_config, check_files, load_config, parse_override
+from utils.errors import report_user_errors
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 SHIPPED = sorted(CONFIG_DIR.rglob("*.yaml"))
@@ -148,6 +149,24 @@ def test_choices_and_minimum_are_enforced():
         build_config(with_value("data", "batch_size", 0))
     with pytest.raises(ConfigError, match="solver.lr_decay_step must be at least 1"):
         build_config(with_value("solver", "lr_decay_step", [10, 0]))
+
+
+@pytest.mark.parametrize("crops", [2, 4, 0])
+def test_test_crops_must_be_a_supported_count(tmp_path, crops, capsys, monkeypatch):
+    """data.test_crops takes only the crop counts the test transform has: one error line that names the key,
+    not a ValueError of datasets/transforms.py when the dataset is built."""
+    with pytest.raises(ConfigError, match=f"data.test_crops must be one of 1, 3, 5, 10, got {crops}"):
+        build_config(with_value("data", "test_crops", crops))
+    with pytest.raises(ConfigError, match="data.test_crops must be one of 1, 3, 5, 10"):
+        build_config(MINIMAL, [f"data.test_crops={crops}"])
+    monkeypatch.delenv("BIKE_TRACEBACK", raising=False)
+    with pytest.raises(SystemExit) as exit_request:
+        report_user_errors(load_config, write_yaml(tmp_path, with_value("data", "test_crops", crops)))
+    err = capsys.readouterr().err
+    assert exit_request.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    assert "data.test_crops" in err
+    for supported in (1, 3, 5, 10):
+        assert build_config(with_value("data", "test_crops", supported)).data.test_crops == supported
 
 
 def test_missing_required_key_and_non_mapping_section(tmp_path):

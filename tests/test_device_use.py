@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-import train
+from workflows import training_run
 from clip.clip import CLIP_MEAN, CLIP_STD
 from datasets import transforms
 from datasets.build import build_dataset
@@ -30,4 +30,4 @@ def test_loaders_pin_memory_only_for_batches_that_go_to_a_gpu(device, pinned, ti
     config = load_config(tiny_config.write())
     context = DistributedContext(0, 1, 0, torch.device(device))
     assert inference.test_loader(config, context, 1, 1, False).pin_memory == pinned
-    assert train.train_loader_for(build_dataset(config, "train"), config, context).pin_memory == pinned
+    assert training_run.train_loader_for(build_dataset(config, "train"), config, context).pin_memory == pinned

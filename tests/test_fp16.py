@@ -5,11 +5,12 @@ import copy
 import pytest
 import torch
 
-import train
+from workflows import training_run
 from utils.config import load_config
 from utils.solver import build_optimizer
 from datasets.transforms import normalize_on_device
-from workflows.training import ClassTexts, autocast_for, resolve_precision, train_one_epoch, training_step_loss
+from workflows.training import ClassTexts, train_one_epoch, training_step_loss
+from utils.precision import autocast_for, resolve_precision
 from modules import text_prompt
 from modules.video_clip import VideoEncoder
 
@@ -25,7 +26,7 @@ def test_fp16_training_computes_in_float16_and_moves_float32_weights_at_the_conf
     cpu = torch.device("cpu")
     precision = resolve_precision("fp16", torch.device("cuda"))  # what the mode means, run here on the CPU
     autocast = autocast_for(precision, cpu)
-    clip_model, header = train.build_models(config, cpu)
+    clip_model, header = training_run.build_models(config, cpu)
     before = copy.deepcopy(clip_model.visual.state_dict())
     encoder = VideoEncoder(clip_model)
     texts = ClassTexts.build(encoder, text_prompt([f"class {i}" for i in range(4)]), False, cpu, autocast)
@@ -57,7 +58,7 @@ def test_bf16_training_keeps_updates_bf16_weights_would_lose_and_its_gradients_f
     config = load_config(tiny_config.write(solver={"lr": 5e-6, "lr_warmup_step": 0}))
     cpu = torch.device("cpu")
     torch.manual_seed(0)
-    clip_model, header = train.build_models(config, cpu)
+    clip_model, header = training_run.build_models(config, cpu)
     encoder = VideoEncoder(clip_model)
     generator = torch.Generator().manual_seed(0)
     frames = torch.randint(0, 256, (4, 4, 3, 32, 32), dtype=torch.uint8, generator=generator)

@@ -16,7 +16,7 @@ import clip
 from modules import VideoHeader, text_prompt
 from modules.video_clip import VideoEncoder, class_features, view_scores
 from utils.hardware import native_bf16_flags
-from workflows.training import autocast_for, resolve_precision
+from utils.precision import autocast_for, resolve_precision
 
 CPU = torch.device("cpu")
 LOGIT_TOLERANCE, SCORE_TOLERANCE = 2 * 2 ** -8, 2 ** -9
@@ -118,12 +118,12 @@ def test_default_cpu_precision_follows_native_bf16_and_is_logged(flags, precisio
     """Without --precision, test.py on the CPU runs bf16 (bf16 weights) where the CPU multiplies bf16 natively,
     float32 elsewhere, and its first line says which and why; an explicit --precision fp32 always wins."""
     import test as test_program
-    from workflows import training
+    from utils import precision as precisions
 
-    monkeypatch.setattr(training, "native_bf16_flags", lambda: flags)
-    assert training.resolve_precision(None, CPU) == precision
-    assert training.resolve_precision(None, torch.device("cuda")) == "amp"
-    assert training.resolve_precision("fp32", CPU) == "fp32"
+    monkeypatch.setattr(precisions, "native_bf16_flags", lambda: flags)
+    assert precisions.resolve_precision(None, CPU) == precision
+    assert precisions.resolve_precision(None, torch.device("cuda")) == "amp"
+    assert precisions.resolve_precision("fp32", CPU) == "fp32"
     test_program.main(["--config", tiny_config.write(), "--weights", checkpoint, "--cpu", "--no_progress"])
     assert line in capsys.readouterr().out
     expected = torch.bfloat16 if precision == "bf16" else torch.float32

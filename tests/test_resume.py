@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import train as train_program
+from workflows import training_run
 from tests.resume_checks import EpochRecorder
 from tests.tiny_run import TinyConfig
 from utils.config import build_config, load_config
@@ -35,7 +36,7 @@ def test_an_original_layout_checkpoint_resumes_at_its_epochs_rate_with_its_optim
     as group 1, and no scheduler state; the resumed epoch runs at the original's rate of that epoch."""
     tiny = TinyConfig(tiny_dataset, tmp_path)
     config = tiny.write(network={"fix_text": True}, solver={"epochs": 3, "clip_ratio": 0.1})
-    clip_model, header = train_program.build_models(load_config(config), torch.device("cpu"))
+    clip_model, header = training_run.build_models(load_config(config), torch.device("cpu"))
     everything = list(clip_model.parameters())
     original = torch.optim.AdamW([{"params": everything, "lr": 1e-4}, {"params": header.parameters(), "lr": 1e-3}],
                                  weight_decay=0.1)
@@ -77,7 +78,7 @@ def test_an_original_checkpoint_whose_optimizer_does_not_map_resumes_with_fresh_
                                                                                     monkeypatch):
     tiny = TinyConfig(tiny_dataset, tmp_path)
     config = tiny.write(solver={"epochs": 2})
-    clip_model, header = train_program.build_models(load_config(config), torch.device("cpu"))
+    clip_model, header = training_run.build_models(load_config(config), torch.device("cpu"))
     unrelated = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(3))])
     checkpoint = tmp_path / "original.pt"
     torch.save({"epoch": 0, "model_state_dict": clip_model.state_dict(),

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import train as train_program
+from workflows import training_run
 from clip import open_clip_backbone, random_init_models
 from clip.architectures import architecture
 from clip.model import CLIP
@@ -63,7 +64,7 @@ def test_shipped_class_names_are_the_published_ones(shared_lists):
 
 def test_missing_list_file_fails_naming_the_key_before_building_anything(tiny_config, monkeypatch):
     config = tiny_config.write(data={"val_list": "/nonexistent/val.txt"})
-    monkeypatch.setattr(train_program, "build_clip", lambda *_: pytest.fail("built a model before checking files"))
+    monkeypatch.setattr(training_run, "build_clip", lambda *_: pytest.fail("built a model before checking files"))
     with pytest.raises(ConfigError, match=r"data\.val_list.*/nonexistent/val\.txt"):
         train_program.main(["--config", config, "--cpu"])
 

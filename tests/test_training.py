@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 import clip
 import train as train_program
+from workflows import startup
 from tests.resume_checks import (EpochRecorder, assert_resumed, assert_same_tensors, keeping_each_epoch,
                                  killed_mid_run)
 from tests.tiny_run import TinyConfig
@@ -121,8 +122,8 @@ def two_epochs(tiny_dataset, tmp_path_factory):
     tiny = TinyConfig(tiny_dataset, tmp_path_factory.mktemp("two_epochs"))
     config = tiny.write(solver={"epochs": 2})
     with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setattr(train_program, "save_training_checkpoint",
-                            keeping_each_epoch(train_program.save_training_checkpoint))
+        monkeypatch.setattr(train_program, "save_epoch_checkpoints",
+                            keeping_each_epoch(train_program.save_epoch_checkpoints))
         train_program.main(["--config", config, "--log_time", "whole", "--cpu", "--no_progress"])
     return tiny, config, tiny.run_folder("whole")
 
@@ -229,7 +230,7 @@ def test_precision_bf16_reaches_the_training_step(two_epochs, monkeypatch):
     config = two_epochs[1]
     assert_bf16_step(first_step(config, "bf16", monkeypatch), first_step(config, "fp32", monkeypatch))
     # A train.py that ignored the flag fails the check.
-    monkeypatch.setattr(train_program, "resolve_precision", lambda requested, device: "fp32")
+    monkeypatch.setattr(startup, "resolve_precision", lambda requested, device: "fp32")
     ignored = first_step(config, "bf16", monkeypatch)
     with pytest.raises(AssertionError, match="did not reach"):
         assert_bf16_step(ignored, first_step(config, "fp32", monkeypatch))

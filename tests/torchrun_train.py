@@ -25,9 +25,10 @@ def recording_start_epoch(loader, seed, rank, epoch, start_epoch=train.start_epo
     record("order", {"epoch": epoch, "indices": [index for _, index in loader.sampler]})  # (seed, index) pairs
 
 
-def recording_save(path, save=keeping_each_epoch(train.save_training_checkpoint), **state):
-    save(path, **state)
-    record("saved", {"epoch": state["epoch"], "file": path.name})
+def recording_save(work_dir, is_best, extra=None, save=keeping_each_epoch(train.save_epoch_checkpoints), **state):
+    save(work_dir, is_best, extra, **state)
+    for name in ("last_model.pt", "model_best.pt") if is_best else ("last_model.pt",):
+        record("saved", {"epoch": state["epoch"], "file": name})
 
 
 def recording_validate(*args, validate=train.validate, **kwargs):
@@ -40,6 +41,6 @@ def recording_validate(*args, validate=train.validate, **kwargs):
 
 if __name__ == "__main__":
     RECORDS.mkdir(parents=True, exist_ok=True)
-    train.start_epoch, train.save_training_checkpoint, train.validate = (
+    train.start_epoch, train.save_epoch_checkpoints, train.validate = (
         recording_start_epoch, recording_save, recording_validate)
     train.main(sys.argv[2:])

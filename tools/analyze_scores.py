@@ -14,10 +14,11 @@ if __package__ in (None, ""):  # run as a script: make the repository's packages
 from datasets.annotations import load_class_names  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
 from workflows.score_analysis import analyse, describe, load_scores, plot_confusion  # noqa: E402
+from workflows.options import ProgramParser  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ProgramParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scores", help="file written by test.py --save_scores")
     parser.add_argument("--classes", required=True, help="labels CSV (id,name) of the evaluated list")
     parser.add_argument("--out", default=None, help="confusion-matrix PNG")

@@ -18,23 +18,23 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository's packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
 
 from datasets.decoding import VIDEO_EXTENSIONS  # noqa: E402
-from utils.config import load_config  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
-from utils.errors import UsageError, check_given_files  # noqa: E402
+from utils.errors import UsageError  # noqa: E402
 from workflows.app import upload_folder  # noqa: E402
 from workflows.prediction import Predictor, parse_class_names  # noqa: E402
-from workflows.training import PRECISION_HELP, PRECISIONS, precision_label, resolve_precision  # noqa: E402
+from workflows.options import (ProgramParser, add_config_argument, add_override_arguments,  # noqa: E402
+                               add_precision_argument)
+from workflows.startup import start_program  # noqa: E402
 
-logger = logging.getLogger("bike")
+logger = logging.getLogger(__name__)
 MAX_EXAMPLES = 8
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", "-cfg", required=True)
+    parser = ProgramParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_argument(parser)
     parser.add_argument("--weights", default=None, help="BIKE checkpoint; default: zero-shot CLIP of network.arch")
     parser.add_argument("--classes", default=None,
                         help="the page's initial class names: labels CSV, text file or comma-separated; "
@@ -44,9 +44,9 @@ def parse_args(argv=None):
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--max_upload_mb", type=float, default=50.0)
     parser.add_argument("--keep_uploads", default=None, metavar="FOLDER", help="keep a copy of every analysed video")
-    parser.add_argument("--precision", choices=PRECISIONS, default=None, help=PRECISION_HELP)
-    parser.add_argument("--cpu", action="store_true")
-    parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="config overrides key=value")
+    add_precision_argument(parser)
+    parser.add_argument("--cpu", action="store_true", help="run on the CPU even where a GPU exists")
+    add_override_arguments(parser, positional=False)
     return parser.parse_args(argv)
 
 
@@ -66,16 +66,13 @@ def create_page(args):
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from workflows.app import build_page
 
-    config = load_config(args.config, args.overrides)
-    check_given_files(weights=args.weights)
+    started = start_program(args, given_files={"weights": args.weights}, local=True)
     if args.examples and not Path(args.examples).is_dir():
         raise FileNotFoundError(f"--examples {args.examples} is not a folder")
     examples = example_videos(args.examples) if args.examples else []
-    class_names = parse_class_names(args.classes or config.data.label_list)
-    device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
-    precision = resolve_precision(args.precision, device)
-    logger.info("precision %s", precision_label(args.precision, precision))
-    predictor = Predictor(config, class_names, args.weights, device, precision)
+    class_names = parse_class_names(args.classes or started.config.data.label_list)
+    logger.info("precision %s", started.precision_label)
+    predictor = Predictor(started.config, class_names, args.weights, started.ctx.device, started.precision)
     return build_page(predictor, examples, int(args.max_upload_mb * 2**20), args.keep_uploads)
 
 

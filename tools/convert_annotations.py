@@ -20,6 +20,7 @@ if __package__ in (None, ""):  # run as a script: make the repository's packages
 from tools.annotations import convert_charades, convert_hmdb51, convert_kinetics, convert_ucf101  # noqa: E402
 from tools.annotations.kinetics import DEFAULT_NAME_FORMAT  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
+from workflows.options import ProgramParser  # noqa: E402
 
 
 def _add_list_options(parser):
@@ -31,7 +32,7 @@ def _add_list_options(parser):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ProgramParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="dataset", required=True)
 
     ucf = commands.add_parser("ucf101", help="classInd.txt, trainlist0k.txt, testlist0k.txt")

@@ -20,14 +20,16 @@ if __package__ in (None, ""):  # run as a script: make the repository's packages
 
 import torch  # noqa: E402
 
-from utils.config import load_config  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
 from utils.errors import check_given_files  # noqa: E402
 from workflows.export import (PRECISIONS, build_recognizer, check_exportable, example_frames, export,  # noqa: E402
                               export_format, load_onnx, load_pt2)
+from workflows.options import (ProgramParser, add_config_argument, add_override_arguments,  # noqa: E402
+                               add_precision_argument, add_view_arguments)
 from workflows.prediction import parse_class_names  # noqa: E402
+from workflows.startup import load_program_config  # noqa: E402
 
-logger = logging.getLogger("bike")
+logger = logging.getLogger(__name__)
 
 
 def frame_size(text):
@@ -39,23 +41,20 @@ def frame_size(text):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", "-cfg", required=True)
+    parser = ProgramParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_argument(parser)
     parser.add_argument("--weights", default=None, help="BIKE checkpoint; default: zero-shot CLIP of network.arch")
     parser.add_argument("--out", required=True, help="the file to write: .onnx (onnxruntime) or .pt2 (torch.export)")
     parser.add_argument("--frame_size", type=frame_size, required=True, metavar="HEIGHTxWIDTH",
                         help="size of the decoded frames the file takes (resize other videos to it before)")
     parser.add_argument("--classes", default=None,
                         help="labels CSV, text file (a name a line) or comma-separated names; default data.label_list")
-    parser.add_argument("--test_clips", type=int, default=None, help="temporal clips (default data.test_clips)")
-    parser.add_argument("--test_crops", type=int, default=None, choices=(1, 3, 5, 10),
-                        help="spatial crops (default data.test_crops)")
-    parser.add_argument("--dense", action="store_true", help="record dense (I3D-style) sampling in the metadata")
-    parser.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
-                        help="weights and compute of the file (bf16: .pt2 only)")
+    add_view_arguments(parser, dense_help="record dense (I3D-style) sampling in the metadata")
+    add_precision_argument(parser, choices=tuple(PRECISIONS), default="fp32",
+                           help="weights and compute of the file (bf16: .pt2 only)")
     parser.add_argument("--attributes_weights", default=None, metavar="FILE",
                         help="not exportable: named so that the program says why")
-    parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="config overrides key=value")
+    add_override_arguments(parser, positional=False)
     return parser.parse_args(argv)
 
 
@@ -76,7 +75,7 @@ def check_file(recognizer, path):
 
 
 def run(args):
-    config = load_config(args.config, args.overrides)
+    config = load_program_config(args)
     export_format(args.out, args.precision)
     check_exportable(config, args.attributes_weights)
     check_given_files(weights=args.weights)

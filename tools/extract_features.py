@@ -24,42 +24,38 @@ if __package__ in (None, ""):  # run as a script: make the repository's packages
 import torch  # noqa: E402
 
 from datasets.build import build_dataset  # noqa: E402
-from utils.config import check_files, load_config  # noqa: E402
-from utils.distributed import add_distributed_arguments, init_distributed, run_program  # noqa: E402
-from utils.errors import UsageError, check_given_files  # noqa: E402
-from utils.logger import setup_logging  # noqa: E402
+from utils.config import check_files  # noqa: E402
+from utils.distributed import run_program  # noqa: E402
+from utils.errors import UsageError  # noqa: E402
 from workflows.feature_extraction import extract_features, extraction_settings, write_inputs_list  # noqa: E402
 from workflows.inference import load_video_model  # noqa: E402
-from workflows.training import (PRECISION_HELP, PRECISIONS, autocast_for, precision_label,  # noqa: E402
-                                resolve_precision, seed_everything)
+from workflows.options import (ProgramParser, add_config_argument, add_override_arguments,  # noqa: E402
+                               add_program_arguments, add_view_arguments)
+from workflows.startup import start_program  # noqa: E402
+from workflows.training import seed_everything  # noqa: E402
 
-logger = logging.getLogger("bike")
+logger = logging.getLogger(__name__)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", "-cfg", required=True)
+    parser = ProgramParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_argument(parser)
     parser.add_argument("--weights", default=None, help="BIKE checkpoint; default: zero-shot CLIP of network.arch")
     parser.add_argument("--out", required=True, help="folder of the shards, index.csv and extraction.json")
     parser.add_argument("--list", default=None, help="video list (default data.val_list)")
     parser.add_argument("--root", default=None, help="folder the --list paths are relative to (default data.val_root)")
     parser.add_argument("--inputs", nargs="+", default=None, metavar="INPUT",
                         help="video files, frame folders or folders of videos instead of a list (no labels)")
-    parser.add_argument("--test_clips", type=int, default=None, help="temporal clips (default data.test_clips)")
-    parser.add_argument("--test_crops", type=int, default=None, choices=(1, 3, 5, 10),
-                        help="spatial crops (default data.test_crops)")
-    parser.add_argument("--dense", action="store_true", help="dense (I3D-style) sampling")
+    add_view_arguments(parser, dense_help="dense (I3D-style) sampling")
     parser.add_argument("--float16", action="store_true", help="store the features as float16 (default float32)")
     parser.add_argument("--shard_size", type=int, default=256, help="videos per shard (default 256)")
     parser.add_argument("--batch_size", type=int, default=None, help="videos per batch (default data.batch_size)")
     parser.add_argument("--skip_unreadable", action="store_true",
                         help="record an unreadable video in the index (its error) and go on, instead of stopping")
-    parser.add_argument("--precision", choices=PRECISIONS, default=None, help=PRECISION_HELP)
-    add_distributed_arguments(parser)
-    parser.add_argument("--no_progress", action="store_true")
-    parser.add_argument("overrides", nargs="*", help="config overrides such as data.num_segments=16")
+    add_program_arguments(parser)
+    add_override_arguments(parser, example="data.num_segments=16")
     args = parser.parse_args(argv)
-    for name in ("shard_size", "batch_size", "test_clips"):
+    for name in ("shard_size", "batch_size"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
     return args
@@ -67,10 +63,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    ctx = init_distributed(force_cpu=args.cpu, timeout_minutes=args.dist_timeout)
-    setup_logging(None, ctx.is_main)
-    config = load_config(args.config, args.overrides)
-    check_given_files(weights=args.weights, list=args.list, root=args.root)
+    run = start_program(args, given_files={"weights": args.weights, "list": args.list, "root": args.root})
+    ctx, config, precision = run.ctx, run.config, run.precision
     if args.list and args.inputs:
         raise UsageError("give --list or --inputs, not both")
     data = config.data
@@ -84,8 +78,7 @@ def main(argv=None):
     check_files(config, ("data.val_list", "data.label_list"))
     views = {"test_clips": args.test_clips or data.test_clips, "test_crops": args.test_crops or data.test_crops,
              "dense": bool(args.dense or data.dense)}
-    precision = resolve_precision(args.precision, ctx.device)
-    logger.info("precision %s", precision_label(args.precision, precision))
+    logger.info("precision %s", run.precision_label)
     dtype = torch.float16 if args.float16 else torch.float32
     dataset = build_dataset(config, "test", test_crops=views["test_crops"], test_clips=views["test_clips"],
                             dense=views["dense"])
@@ -97,9 +90,9 @@ def main(argv=None):
         settings["config"]["data"]["val_list"] = None
     count = extract_features(encoder, header, dataset, args.out, settings, shard_size=args.shard_size,
                              batch_size=args.batch_size or data.batch_size, workers=data.workers, device=ctx.device,
-                             autocast=autocast_for(precision, ctx.device), dtype=dtype,
+                             autocast=run.autocast, dtype=dtype,
                              skip_unreadable=args.skip_unreadable, rank=ctx.rank, world_size=ctx.world_size,
-                             progress=ctx.is_main and not args.no_progress, labelled=not args.inputs)
+                             progress=run.show_progress, labelled=not args.inputs)
     scratch.cleanup()
     if ctx.is_main:
         logger.info("features of %d videos in %s", count, args.out)

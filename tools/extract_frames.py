@@ -32,9 +32,10 @@ from tqdm import tqdm
 if __package__ in (None, ""):  # run as a script: make the repository's packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets.annotations import AnnotationError  # noqa: E402
+from datasets.annotations import AnnotationError, write_list  # noqa: E402
 from datasets.decoding import VIDEO_EXTENSIONS, rgb_frame  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
+from workflows.options import ProgramParser  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -213,12 +214,12 @@ def write_frame_list(path, entries, outcomes):
     by_video = {outcome.video: outcome for outcome in outcomes}
     lines = [f"{frame_folder_name(video)} {by_video[video].num_frames} {label}" for video, label in entries
              if by_video[video].status != "failed"]
-    Path(path).write_text("".join(line + "\n" for line in lines))
+    write_list(path, lines)
     return len(lines)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ProgramParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", type=Path, help="a folder of videos or a video list `<file> <label>`")
     parser.add_argument("--out", type=Path, required=True, help="root of the frame folders")
     parser.add_argument("--video-root", type=Path, help="folder the paths of a video list are relative to")

@@ -21,21 +21,23 @@ if __package__ in (None, ""):  # run as a script: make the repository's packages
 from datasets.build import build_dataset  # noqa: E402
 from modules import VideoHeader  # noqa: E402
 from modules.video_clip import VideoEncoder  # noqa: E402
-from workflows.attribute_generation import CLASS_LEXICON, generate_attributes, read_lexicon  # noqa: E402
-from utils.config import ConfigError, check_files, load_config  # noqa: E402
-from utils.distributed import add_distributed_arguments, init_distributed, run_program  # noqa: E402
+from utils.config import ConfigError, check_files  # noqa: E402
+from utils.distributed import run_program  # noqa: E402
 from utils.errors import check_given_files  # noqa: E402
+from utils.precision import inference_weight_dtype  # noqa: E402
+from workflows.attribute_generation import CLASS_LEXICON, generate_attributes, read_lexicon  # noqa: E402
 from workflows.inference import load_video_model  # noqa: E402
-from utils.logger import setup_logging  # noqa: E402
-from workflows.training import (PRECISION_HELP, PRECISIONS, autocast_for, build_clip,  # noqa: E402
-                                inference_weight_dtype, precision_label, resolve_precision, seed_everything)
+from workflows.options import (ProgramParser, add_config_argument, add_override_arguments,  # noqa: E402
+                               add_program_arguments, add_view_arguments)
+from workflows.startup import start_program  # noqa: E402
+from workflows.training import build_clip, seed_everything  # noqa: E402
 
-logger = logging.getLogger("bike")
+logger = logging.getLogger(__name__)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", "-cfg", required=True, help="YAML config: data settings, labels, network.arch")
+    parser = ProgramParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_argument(parser, help="YAML config: data settings, labels, network.arch")
     parser.add_argument("--split", choices=("train", "val"), default="val",
                         help="which list of the config (data.<split>_list, data.<split>_root); default val")
     parser.add_argument("--list", default=None, help="another list instead (with --root)")
@@ -49,14 +51,11 @@ def parse_args(argv=None):
     parser.add_argument("--topk", type=int, default=5, help="phrases kept per video (default 5)")
     parser.add_argument("--batch_size", type=int, default=None, help="videos per batch (default data.batch_size)")
     parser.add_argument("--save_every", type=int, default=256, help="videos between saves (default 256)")
-    parser.add_argument("--test_clips", type=int, default=1, help="temporal clips per video (scores averaged)")
-    parser.add_argument("--test_crops", type=int, default=1, choices=(1, 3, 5, 10), help="spatial crops per clip")
-    parser.add_argument("--precision", choices=PRECISIONS, default=None, help=PRECISION_HELP)
-    add_distributed_arguments(parser)
-    parser.add_argument("--no_progress", action="store_true")
-    parser.add_argument("overrides", nargs="*", help="config overrides such as network.arch=ViT-L/14")
+    add_view_arguments(parser)
+    add_program_arguments(parser)
+    add_override_arguments(parser, example="network.arch=ViT-L/14")
     args = parser.parse_args(argv)
-    for name in ("topk", "save_every", "test_clips"):
+    for name in ("topk", "save_every"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
     if args.batch_size is not None and args.batch_size < 1:
@@ -92,25 +91,22 @@ def select_list(config, args):
 
 def main(argv=None):
     args = parse_args(argv)
-    ctx = init_distributed(force_cpu=args.cpu, timeout_minutes=args.dist_timeout)
-    setup_logging(None, ctx.is_main)
-    config = load_config(args.config, args.overrides)
-    check_given_files(list=args.list, weights=args.weights)
+    run = start_program(args, given_files={"list": args.list, "weights": args.weights})
+    ctx, config, precision = run.ctx, run.config, run.precision
     output = select_list(config, args)
     check_files(config, ("data.val_list", "data.label_list"))
     for lexicon in args.lexicon or []:
         check_given_files(lexicon=None if lexicon == CLASS_LEXICON else lexicon)
-    precision = resolve_precision(args.precision, ctx.device)
-    logger.info("precision %s", precision_label(args.precision, precision))
-    autocast = autocast_for(precision, ctx.device)
-    dataset = build_dataset(config, "test", test_crops=args.test_crops, test_clips=args.test_clips)
+    logger.info("precision %s", run.precision_label)
+    dataset = build_dataset(config, "test", test_crops=args.test_crops or config.data.test_crops,
+                            test_clips=args.test_clips or config.data.test_clips, dense=args.dense or None)
     phrases = read_lexicon(args.lexicon or [CLASS_LEXICON], dataset.class_names)
     seed_everything(config.seed)  # the same model in every process, even a randomly initialised one
     encoder, header = load_retriever(config, args.weights, ctx.device, precision)
     entries = generate_attributes(encoder, header, dataset, phrases, output, topk=args.topk,
                                   batch_size=args.batch_size or config.data.batch_size, workers=config.data.workers,
-                                  device=ctx.device, autocast=autocast, save_every=args.save_every, rank=ctx.rank,
-                                  world_size=ctx.world_size, progress=ctx.is_main and not args.no_progress)
+                                  device=ctx.device, autocast=run.autocast, save_every=args.save_every, rank=ctx.rank,
+                                  world_size=ctx.world_size, progress=run.show_progress)
     if ctx.is_main:
         logger.info("attributes of %d videos written to %s", len(entries), output)
     return entries

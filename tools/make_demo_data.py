@@ -22,10 +22,11 @@ from datasets.synthetic import (CLASS_NAMES, DEFAULT_ROOT, FPS, ensure_demo_data
 from utils.errors import UsageError  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
 from utils.logger import track  # noqa: E402
+from workflows.options import ProgramParser  # noqa: E402
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ProgramParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=DEFAULT_ROOT, help="output folder (default: %(default)s)")
     parser.add_argument("--num-per-class", type=int, default=48, help="clips per class (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")

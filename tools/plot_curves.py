@@ -13,12 +13,13 @@ if __package__ in (None, ""):  # run as a script: make the repository's packages
 
 from workflows.curves import plot_curves, read_run  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
+from workflows.options import ProgramParser  # noqa: E402
 
-logger = logging.getLogger("bike")
+logger = logging.getLogger(__name__)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ProgramParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_folder", type=Path, help="a run folder of train.py (holding log.txt)")
     parser.add_argument("--out", type=Path, default=None, help="the PNG to write (default: RUN_FOLDER/curves.png)")
     return parser.parse_args(argv)

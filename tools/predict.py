@@ -31,35 +31,31 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository's packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from datasets.decoding import VIDEO_BACKENDS, open_video  # noqa: E402
-from utils.config import load_config  # noqa: E402
 from datasets.attributes import DEFAULT_TOPK  # noqa: E402
 from workflows.fusion import DEFAULT_FUSION_WEIGHTS  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
-from utils.errors import UsageError, check_given_files  # noqa: E402
+from utils.errors import UsageError  # noqa: E402
 from workflows.prediction import AttributesFusion, Predictor, find_inputs, parse_class_names, plot_saliency  # noqa: E402
 from workflows.timeline import plot_timeline, predict_timeline, write_timeline  # noqa: E402
-from workflows.training import (PRECISION_HELP, PRECISIONS, autocast_for, precision_label,  # noqa: E402
-                                resolve_precision)
+from workflows.options import (ProgramParser, add_config_argument, add_override_arguments,  # noqa: E402
+                               add_precision_argument, add_view_arguments)
+from workflows.startup import start_program  # noqa: E402
 
-logger = logging.getLogger("bike")
+logger = logging.getLogger(__name__)
 SALIENCY_CLASSES = 3
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", "-cfg", required=True)
+    parser = ProgramParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_argument(parser)
     parser.add_argument("--weights", default=None, help="BIKE checkpoint; default: zero-shot CLIP of network.arch")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="video file, frame folder or folder of videos")
     parser.add_argument("--classes", default=None,
                         help="labels CSV, text file (a name a line) or comma-separated names; default data.label_list")
-    parser.add_argument("--test_clips", type=int, default=None, help="temporal clips (default data.test_clips)")
-    parser.add_argument("--test_crops", type=int, default=None, choices=(1, 3, 5, 10),
-                        help="spatial crops (default data.test_crops)")
-    parser.add_argument("--dense", action="store_true", help="dense (I3D-style) sampling")
+    add_view_arguments(parser, dense_help="dense (I3D-style) sampling")
     parser.add_argument("--topk", type=int, default=5)
     parser.add_argument("--output", default=None, help="all class probabilities of every video: .csv or .json")
     parser.add_argument("--plot", default=None,
@@ -77,12 +73,12 @@ def parse_args(argv=None):
                         help="seconds between window starts (default: half the --timeline window)")
     parser.add_argument("--threshold", type=float, default=0.0, metavar="P",
                         help="windows whose best probability is below P belong to no segment (default 0)")
-    parser.add_argument("--precision", choices=PRECISIONS, default=None, help=PRECISION_HELP)
     parser.add_argument("--video_backend", choices=("auto",) + VIDEO_BACKENDS, default=None,
                         help="video reader (default data.video_backend: auto, TorchCodec where FFmpeg's libraries "
                              "load, else PyAV)")
-    parser.add_argument("--cpu", action="store_true")
-    parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="config overrides key=value")
+    add_precision_argument(parser)
+    parser.add_argument("--cpu", action="store_true", help="run on the CPU even where a GPU exists")
+    add_override_arguments(parser, positional=False)
     args = parser.parse_args(argv)
     if args.timeline is not None and args.timeline <= 0 or args.stride is not None and args.stride <= 0:
         parser.error("--timeline and --stride must be positive seconds")
@@ -115,14 +111,15 @@ def write_results(predictions, class_names, path):
 
 def run(args):
     """Every input and file is checked (each video opened) before the model is built."""
-    config = load_config(args.config, args.overrides + ([f"data.video_backend={args.video_backend}"]
-                                                        if args.video_backend else []))
     if args.output:
         output_format(args.output)
     if bool(args.attributes_weights) != bool(args.attributes):
         raise UsageError("--attributes_weights and --attributes go together (the attributes branch and the phrases "
                          "it reads)")
-    check_given_files(weights=args.weights, attributes_weights=args.attributes_weights, attributes=args.attributes)
+    started = start_program(args, given_files={"weights": args.weights, "attributes_weights": args.attributes_weights,
+                                               "attributes": args.attributes}, local=True,
+                            extra_overrides=[f"data.video_backend={args.video_backend}"] if args.video_backend else [])
+    config, device, precision, autocast = started.config, started.ctx.device, started.precision, started.autocast
     class_names = parse_class_names(args.classes or config.data.label_list)
     inputs = find_inputs(args.inputs, config.data.image_tmpl, config.data.index_bias)
     if args.plot and len(inputs) != 1:
@@ -132,10 +129,7 @@ def run(args):
     for path in inputs:
         if Path(path).is_file():
             open_video(path, config.data.video_backend, config.data.decode_device)
-    device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
-    precision = resolve_precision(args.precision, device)
-    logger.info("precision %s", precision_label(args.precision, precision))
-    autocast = autocast_for(precision, device)
+    logger.info("precision %s", started.precision_label)
     predictor = Predictor(config, class_names, args.weights, device, precision, args.test_clips, args.test_crops,
                           args.dense or None)
     fusion = AttributesFusion(args.attributes_weights, args.attributes, class_names, device, autocast,

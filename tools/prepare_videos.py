@@ -33,9 +33,11 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repository's packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from datasets.annotations import write_list  # noqa: E402
 from datasets.decoding import rgb_frame  # noqa: E402
 from tools.extract_frames import Outcome, log_outcomes, resized, run_per_video, source_videos  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
+from workflows.options import ProgramParser  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -143,12 +145,12 @@ def write_video_list(path, entries, outcomes, options=EncodeOptions()):
     """`<file> <label>` of the prepared file of every (video, label) entry that did not fail."""
     lines = [f"{prepared_name(video, options)} {label}" for (video, label), outcome in zip(entries, outcomes)
              if outcome.status != "failed"]
-    Path(path).write_text("".join(line + "\n" for line in lines))
+    write_list(path, lines)
     return len(lines)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ProgramParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", type=Path, help="a folder of videos or a video list `<file> <label>`")
     parser.add_argument("--out", type=Path, required=True, help="root of the prepared videos")
     parser.add_argument("--video-root", type=Path, help="folder the paths of a video list are relative to")

@@ -41,8 +41,9 @@ from clip.model import CLIP  # noqa: E402
 from datasets.synthetic import HEIGHT, WIDTH, describe_still, random_still, render_still  # noqa: E402
 from datasets.transforms import normalize_on_device  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
+from workflows.options import ProgramParser  # noqa: E402
 
-logger = logging.getLogger("pretrain_demo_clip")
+logger = logging.getLogger(__name__)
 DEFAULT_OUT = Path(".cache/demo_clip/RN-Tiny-synthetic.pt")  # the demo configs' network.arch
 DEFAULT_ARCH = "RN-Tiny"
 TRAIN_CONTEXT = 24
@@ -50,7 +51,7 @@ SPLITS = {"train": 0, "heldout": 1}
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ProgramParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="state dict to write (default: %(default)s)")
     parser.add_argument("--arch", default=DEFAULT_ARCH, help="small architecture to pretrain (default: %(default)s)")
     parser.add_argument("--size", type=int, default=32, help="image size, the demo's data.input_size (default: 32)")

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from datasets.transforms import TEST_CROPS
+
 __all__ = ["Config", "ConfigError", "Field", "SCHEMA", "DATA_FILE_KEYS",
            "load_config", "build_config", "parse_override", "check_files"]
 
@@ -36,7 +38,9 @@ class Field:
 
 # Section name -> key -> Field. The `doc` strings are the reference for what each key means.
 SCHEMA = {
-    "seed": Field(("int",), 1024, "random seed; each process adds its rank to it"),
+    "seed": Field(("int",), 1024, "random seed: every process builds the model from this seed itself, so "
+                                  "all ranks start alike; training randomness (data order, augmentation, "
+                                  "dropout) is seeded from it per rank and epoch"),
     "resume": Field(("str", "null"), None, "checkpoint to continue from (weights, optimizer, epoch)"),
     "pretrain": Field(("str", "null"), None, "checkpoint whose weights initialise the model, e.g. a Kinetics-400 run"),
     "data": {
@@ -68,7 +72,8 @@ SCHEMA = {
         "attributes_val_path": Field(("str", "null"), None, "JSON of generated attributes for validation videos"),
         # Keys below are this framework's additions to the original schema.
         "test_clips": Field(("int",), 1, "temporal clips per video at test time (scores averaged)", minimum=1),
-        "test_crops": Field(("int",), 1, "spatial crops per clip at test time (scores averaged)", minimum=1),
+        "test_crops": Field(("int",), 1, "spatial crops per clip at test time (scores averaged): 1 (center), 3, 5 "
+                                          "or 10 (the 5 and their flips)", choices=TEST_CROPS),
         "skip_unreadable": Field(("bool",), False, "log and skip videos that cannot be decoded instead of failing"),
         "flip": Field(("bool", "null"), None, "random horizontal flips when training; null: on, except for "
                                               "data whose labels name a direction (Something-Something)"),
@@ -88,8 +93,9 @@ SCHEMA = {
         "init": Field(("bool",), True, "load all pretrained CLIP weights; False: only the image tower's (text tower random)"),
         "tm": Field(("bool", "str", "null"), False, "temporal module inside the image encoder: not implemented "
                                                    "(nor used by the original); only False or null are accepted"),
-        "drop_out": Field(("float",), 0.0, "dropout inside the image encoder"),
-        "emb_dropout": Field(("float",), 0.0, "dropout on the image token embeddings"),
+        "drop_out": Field(("float",), 0.0, "stochastic depth (drop path) rate of the image encoder's last layer, "
+                                           "rising linearly from 0 over its layers (ViT only)"),
+        "emb_dropout": Field(("float",), 0.0, "dropout on the token embeddings of both towers (image and text)"),
         "type": Field(("str", "null"), None, "free-form tag kept from the original configs; not used"),
         "sim_header": Field(("str",), "Transf", "temporal head over frame features: Transf or None",
                             choices=("Transf", "None")),
@@ -104,8 +110,8 @@ SCHEMA = {
         "clip_cache": Field(("str", "null"), None, "folder with OpenAI CLIP weight files; null: the default cache"),
         "pretrained": Field(("str", "null"), None, "weights of an open_clip:<model> arch: a .bin/.pt/.safetensors "
                                                    "file or an open_clip pretrained tag; null: random init"),
-        "compile": Field(("bool",), False, "torch.compile the image encoder (compare with benchmarks/bench_model.py "
-                                           "--compile first: no gain on CPU)"),
+        "compile": Field(("bool",), False, "torch.compile the image encoder (measure the gain on your machine with "
+                                           "benchmarks/bench_model.py --compile first)"),
     },
     "solver": {
         "type": Field(("str",), "cosine", "learning-rate schedule after warm-up", choices=("cosine", "multistep")),

@@ -128,13 +128,6 @@ def all_gather_no_grad(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts, dim=0)
 
 
-def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    if world_size() > 1:
-        tensor = tensor.clone()
-        dist.all_reduce(tensor)
-    return tensor
-
-
 def gather_to_main(value) -> list:
     """Every rank's picklable `value` in rank order on rank 0 (None elsewhere); [value] when alone."""
     if world_size() == 1:

@@ -11,8 +11,9 @@ from tqdm import tqdm
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def setup_logging(output_dir=None, is_main=True, filename="log.txt") -> logging.Logger:
-    """Console (main process only) and `output_dir/log.txt` handlers on the root logger."""
+def setup_logging(output_dir=None, is_main=True, filename="log.txt"):
+    """Console (main process only) and `output_dir/log.txt` handlers on the root logger: every module's
+    logger (`logging.getLogger(__name__)`) reaches them."""
     root = logging.getLogger()
     root.setLevel(logging.INFO if is_main else logging.WARNING)
     for handler in list(root.handlers):
@@ -25,7 +26,6 @@ def setup_logging(output_dir=None, is_main=True, filename="log.txt") -> logging.
         file_handler = logging.FileHandler(Path(output_dir) / filename)
         file_handler.setFormatter(logging.Formatter(FORMAT))
         root.addHandler(file_handler)
-    return logging.getLogger("bike")
 
 
 def counted(number: int, noun: str, plural: Optional[str] = None) -> str:
@@ -48,7 +48,7 @@ class Progress:
                  logger: logging.Logger = None):
         self.iterable, self.total, self.description = iterable, total, description
         self.print_freq = max(print_freq, 1)
-        self.logger = logger or logging.getLogger("bike")
+        self.logger = logger or logging.getLogger(__name__)
         self.interactive = bars and sys.stderr.isatty()
         self.values = {}
         self.step = 0

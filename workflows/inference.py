@@ -10,8 +10,9 @@ from clip import open_clip_backbone
 from utils.checkpoint import MODEL_KEY, load_header_weights, read_checkpoint, trained_epoch_label
 from clip.weights import strip_module_prefix
 from workflows.evaluation import evaluation_loader
-from utils.distributed import add_distributed_arguments
-from workflows.training import PRECISION_HELP, PRECISIONS, build_clip, inference_weight_dtype
+from utils.precision import inference_weight_dtype
+from workflows.options import add_override_arguments, add_program_arguments, add_view_arguments
+from workflows.training import build_clip
 
 logger = logging.getLogger(__name__)
 
@@ -19,17 +20,10 @@ logger = logging.getLogger(__name__)
 def add_evaluation_arguments(parser, save_scores_help="write {'scores', 'labels'} here (torch.save)"):
     """The options test.py and test_zeroshot.py share (all but --config)."""
     parser.add_argument("--weights", required=True, help="BIKE checkpoint (model_best.pt / last_model.pt)")
-    parser.add_argument("--test_crops", type=int, default=None, choices=(1, 3, 5, 10),
-                        help="spatial crops per clip (default: data.test_crops)")
-    parser.add_argument("--test_clips", type=int, default=None,
-                        help="temporal clips per video (default: data.test_clips)")
-    parser.add_argument("--dense", action="store_true", help="dense (I3D-style) sampling instead of segments")
+    add_view_arguments(parser)
     parser.add_argument("--save_scores", default=None, help=save_scores_help)
-    parser.add_argument("--precision", choices=PRECISIONS, default=None, help=PRECISION_HELP)
-    add_distributed_arguments(parser)
-    parser.add_argument("--no_progress", action="store_true", help="log lines instead of progress bars")
-    parser.add_argument("overrides", nargs="*", help="config overrides such as data.batch_size=8")
-    return parser
+    add_program_arguments(parser)
+    return add_override_arguments(parser)
 
 
 def load_video_model(config, weights=None, device="cpu", precision="fp32"):

@@ -28,7 +28,7 @@ from modules.video_clip import view_similarities
 from workflows.attributes_branch import attribute_scores, load_attributes_branch, prompt_features
 from workflows.fusion import DEFAULT_FUSION_WEIGHTS, fuse_scores
 from workflows.inference import class_texts, load_video_model
-from workflows.training import autocast_for
+from utils.precision import autocast_for
 from utils.errors import UsageError
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Training of the video branch: precision, frozen towers, class texts, one epoch, checkpoints for resume."""
+"""Training of the video branch: frozen towers, class texts, one epoch, checkpoints for resume."""
 import contextlib
 import logging
 import math
@@ -15,71 +15,13 @@ import clip
 from datasets.transforms import normalize_on_device
 from modules.video_clip import VideoEncoder, class_features
 from clip.weights import WeightsMismatchError
-from utils.checkpoint import HEADER_KEY, MODEL_KEY, load_bike_weights, map_original_optimizer_state, save_atomically
+from utils.checkpoint import HEADER_KEY, MODEL_KEY, load_bike_weights, map_original_optimizer_state
 from utils.config import ConfigError
-from utils.errors import UsageError
-from utils.hardware import native_bf16_flags
 from utils.distributed import all_gather_no_grad, all_gather_with_grad
 from utils.logger import Progress, epoch_label
 from utils.losses import symmetric_loss
 
 logger = logging.getLogger(__name__)
-
-PRECISIONS = ("amp", "fp16", "bf16", "fp32")
-PRECISION_HELP = ("amp: fp16 autocast, float32 weights, loss scaling in training (GPU default); fp16: the same as "
-                  "amp (the original's name; float16 weights would lose most updates); bf16: bf16 autocast (evaluation "
-                  "programs hold bf16 weights; the default on a CPU with AMX or AVX512-BF16); "
-                  "fp32 (the default on other CPUs)")
-
-
-def default_precision(device: torch.device) -> str:
-    """fp16 autocast with a grad scaler on GPU ('amp', as the original); on CPU bf16 where the CPU multiplies
-    bf16 natively (bench_model: 1.7-2x fp32 for ViT-B/32 with AVX512-BF16, more with AMX), else fp32."""
-    if device.type == "cuda":
-        return "amp"
-    return "bf16" if native_bf16_flags() else "fp32"
-
-
-def precision_label(requested: Optional[str], precision: str) -> str:
-    """The run's precision as its first log line names it: why, when it is the default."""
-    if requested:
-        return precision
-    if precision == "amp":
-        return "amp (the GPU default)"
-    if precision == "bf16":
-        return f"bf16 (the default on this CPU: {'/'.join(native_bf16_flags())}; --precision fp32 for float32)"
-    return "fp32 (the default on a CPU without native bf16)"
-
-
-def resolve_precision(requested: Optional[str], device: torch.device) -> str:
-    """The requested precision, else `default_precision`.
-
-    'fp16' is 'amp': AdamW steps on float16 weights round most updates of CLIP's learning rates (5e-6)
-    to zero, so the weights stay float32 and only the computation runs in float16.
-    """
-    precision = requested or default_precision(device)
-    if precision not in PRECISIONS:
-        raise UsageError(f"--precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision in ("amp", "fp16") and device.type != "cuda":
-        raise UsageError(f"--precision {precision} needs a GPU; on CPU use bf16 or fp32")
-    return "amp" if precision == "fp16" else precision
-
-
-def autocast_for(precision: str, device: torch.device):
-    """A factory of the autocast context of `precision` (a no-op for fp32)."""
-    if precision == "amp":
-        return lambda: torch.autocast(device.type, dtype=torch.float16)
-    if precision == "bf16":
-        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext
-
-
-def inference_weight_dtype(precision: str) -> torch.dtype:
-    """The dtype evaluation programs hold their weights in: bf16 for bf16, so that no forward casts a weight
-    (bench_model: 1.14x on CPU). amp keeps float32 weights: the GPU default, not measured with float16
-    weights yet. Training keeps float32 weights for AdamW's small updates."""
-    return torch.bfloat16 if precision == "bf16" else torch.float32
-
 
 def seed_everything(seed: int):
     random.seed(seed)
@@ -248,10 +190,6 @@ def training_checkpoint(epoch, clip_model, header, optimizer, scheduler, scaler,
         "best_score": best_score,
         "config": config.to_dict(),
     }
-
-
-def save_training_checkpoint(path, **state):
-    save_atomically(training_checkpoint(**state), path)
 
 
 def resume_training(path, clip_model, header, optimizer, scheduler, scaler):

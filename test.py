@@ -11,6 +11,7 @@ from workflows.attributes_branch import fused_evaluation, load_attributes_branch
 from workflows.evaluation import predict, score_metrics
 from workflows.fusion import DEFAULT_FUSION_WEIGHTS
 from workflows.inference import add_evaluation_arguments, class_texts, load_video_model, test_loader
+from utils.errors import check_output_folders
 from workflows.options import ProgramParser, add_config_argument
 from workflows.startup import start_program
 
@@ -32,6 +33,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     attributes_keys = ("data.attributes_val_path",) if args.attributes_weights else ()
+    check_output_folders(save_scores=args.save_scores)
     run = start_program(args, ("data.val_list", "data.label_list") + attributes_keys,
                         given_files={"weights": args.weights, "attributes_weights": args.attributes_weights})
     ctx, config, precision, autocast = run.ctx, run.config, run.precision, run.autocast

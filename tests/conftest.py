@@ -1,5 +1,6 @@
 """Shared test fixtures (the independent OpenAI reference, paths to the shared annotation lists, tiny data), the
 plugins of the time limits and of the test tiers, and the summary of skips."""
+import logging
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,17 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(f"{len(tests)} skipped: {OPTIONAL_EXTRAS[extra]}: {', '.join(tests)}{rest}")
     for line in other:
         terminalreporter.write_line(f"NOT an optional extra, skipped: {line}", red=True)
+
+
+@pytest.fixture(autouse=True)
+def root_logging_restored():
+    """The programs a test runs in this process replace the root logger's handlers (utils.logger.setup_logging),
+    with streams that pytest closes after the test: the next test starts with the handlers it had."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

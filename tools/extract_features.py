@@ -27,7 +27,8 @@ from datasets.build import build_dataset  # noqa: E402
 from utils.config import check_files  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
 from utils.errors import UsageError  # noqa: E402
-from workflows.feature_extraction import extract_features, extraction_settings, write_inputs_list  # noqa: E402
+from workflows.feature_extraction import (extract_features, extraction_settings, named_by_inputs,  # noqa: E402
+                                          write_inputs_list)
 from workflows.inference import load_video_model  # noqa: E402
 from workflows.options import (ProgramParser, add_config_argument, add_override_arguments,  # noqa: E402
                                add_program_arguments, add_view_arguments)
@@ -82,6 +83,8 @@ def main(argv=None):
     dtype = torch.float16 if args.float16 else torch.float32
     dataset = build_dataset(config, "test", test_crops=views["test_crops"], test_clips=views["test_clips"],
                             dense=views["dense"])
+    if args.inputs:
+        named_by_inputs(dataset)
     seed_everything(config.seed)  # the same model in every process, even a randomly initialised one
     encoder, header = load_video_model(config, args.weights, ctx.device, precision)
     settings = extraction_settings(config, args.weights, views, precision, dtype, args.shard_size)

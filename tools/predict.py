@@ -37,11 +37,11 @@ from datasets.decoding import VIDEO_BACKENDS, open_video  # noqa: E402
 from datasets.attributes import DEFAULT_TOPK  # noqa: E402
 from workflows.fusion import DEFAULT_FUSION_WEIGHTS  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
-from utils.errors import UsageError  # noqa: E402
+from utils.errors import UsageError, check_output_folders  # noqa: E402
 from workflows.prediction import AttributesFusion, Predictor, find_inputs, parse_class_names, plot_saliency  # noqa: E402
 from workflows.timeline import plot_timeline, predict_timeline, write_timeline  # noqa: E402
 from workflows.options import (ProgramParser, add_config_argument, add_override_arguments,  # noqa: E402
-                               add_precision_argument, add_view_arguments)
+                               add_precision_argument, add_view_arguments, positive_int)
 from workflows.startup import start_program  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def parse_args(argv=None):
     parser.add_argument("--classes", default=None,
                         help="labels CSV, text file (a name a line) or comma-separated names; default data.label_list")
     add_view_arguments(parser, dense_help="dense (I3D-style) sampling")
-    parser.add_argument("--topk", type=int, default=5)
+    parser.add_argument("--topk", type=positive_int, default=5, help="classes shown per video (default 5)")
     parser.add_argument("--output", default=None, help="all class probabilities of every video: .csv or .json")
     parser.add_argument("--plot", default=None,
                         help="PNG of frames, temporal saliency, scores and calibrated probabilities (one video)")
@@ -113,6 +113,7 @@ def run(args):
     """Every input and file is checked (each video opened) before the model is built."""
     if args.output:
         output_format(args.output)
+    check_output_folders(output=args.output, plot=args.plot)
     if bool(args.attributes_weights) != bool(args.attributes):
         raise UsageError("--attributes_weights and --attributes go together (the attributes branch and the phrases "
                          "it reads)")

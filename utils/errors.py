@@ -72,6 +72,15 @@ def check_given_files(**options):
         raise FileNotFoundError(f"no such file: {'; '.join(missing)}")
 
 
+def check_output_folders(**options):
+    """Fails with FileNotFoundError naming the option when the folder of a file the program is to write does
+    not exist, before any model is built (not after the work). Keyword: the option without its dashes."""
+    missing = [f"--{name} {path} (no folder {Path(path).parent})" for name, path in options.items()
+               if path is not None and not Path(path).parent.is_dir()]
+    if missing:
+        raise FileNotFoundError(f"cannot write {'; '.join(missing)}")
+
+
 def show_tracebacks() -> bool:
     return os.environ.get(TRACEBACK_VARIABLE, "").strip().lower() not in ("", "0", "false", "no")
 

@@ -16,6 +16,7 @@ Batches never cross a shard and every shard is computed the same way whichever p
 """
 import contextlib
 import csv
+import dataclasses
 import json
 import logging
 import math
@@ -96,6 +97,12 @@ class _Indices(torch.utils.data.Dataset):
 
     def __getitem__(self, index):
         return index
+
+
+def named_by_inputs(dataset):
+    """The dataset of a temporary --inputs list, its records' messages naming --inputs, not that list's lines."""
+    dataset.records = [dataclasses.replace(record, where="--inputs") for record in dataset.records]
+    return dataset
 
 
 def write_inputs_list(inputs, path: Path, image_tmpl: str, index_bias: int) -> Path:
@@ -191,16 +198,18 @@ def compute_shard(encoder, header, dataset, indices, *, batch_size, workers, dev
 
 
 def write_index(out: Path, shards: int) -> int:
-    """`index.csv` from the shards' rows, in list order; returns the number of videos."""
+    """`index.csv` from the shards' rows, in list order; returns the number of videos and how many of them
+    were unreadable (recorded without features)."""
     with atomic_file(out / INDEX_FILE, "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=INDEX_COLUMNS, lineterminator="\n")
         writer.writeheader()
-        count = 0
+        count = unreadable = 0
         for number in range(shards):
             rows = shard_rows(out / shard_name(number))
             writer.writerows(rows)
             count += len(rows)
-    return count
+            unreadable += sum(1 for row in rows if row["error"])
+    return count, unreadable
 
 
 @torch.no_grad()
@@ -210,7 +219,8 @@ def extract_features(encoder, header, dataset, out, settings: dict, *, shard_siz
     """Writes the shards and the index of every video of `dataset` under `out` (see the module doc).
     `labelled` False leaves the index's labels empty (inputs given as files, whose list says 0).
 
-    On rank 0 returns the number of videos in the index; None elsewhere.
+    On rank 0 returns the number of videos whose features are stored (the index also lists the unreadable
+    ones, with their error); None elsewhere.
     """
     out = Path(out)
     shards = math.ceil(len(dataset) / shard_size)
@@ -247,6 +257,9 @@ def extract_features(encoder, header, dataset, out, settings: dict, *, shard_siz
     if rank != 0:
         barrier()
         return None
-    count = write_index(out, shards)
+    count, unreadable = write_index(out, shards)
+    if unreadable:
+        logger.warning("%d of %d videos were unreadable: recorded in %s without features", unreadable, count,
+                       out / INDEX_FILE)
     barrier()
-    return count
+    return count - unreadable

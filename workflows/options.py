@@ -25,6 +25,10 @@ class ProgramParser(argparse.ArgumentParser):
                 spellings.append(name)
         return super().add_argument(*spellings, **kwargs)
 
+    def error(self, message):
+        """One `error:` line, as every other mistake (argparse would print the whole usage block first)."""
+        self.exit(2, f"error: {message} (--help lists the options)\n")
+
 
 def add_config_argument(parser, help="YAML config (see configs/)", **kwargs):
     """--config/-cfg, the config every program starts from."""

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import av
-import numpy as np
 
 CACHE = Path(".cache/bench_timeline")
 HEIGHT, WIDTH = 64, 88

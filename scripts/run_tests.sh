@@ -7,6 +7,8 @@
 # Every test has a time limit (pytest.ini: pytest-timeout), so a hang fails the test it is in, with a stack dump.
 # OpenAI's package (the equivalence tests' reference) goes into .cache/openai-clip-reference or
 # $BIKE_OPENAI_REFERENCE, never site-packages, as its package is also `clip` (tests/openai_reference.py).
+# The real sample videos some tests decode are fetched into .cache/real_videos (scripts/fetch_test_videos.sh);
+# where they cannot be, the test summary names those tests as not run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tier=()
@@ -20,4 +22,5 @@ for argument in "$@"; do
 done
 python -m pip install -q -r requirements-dev.txt
 python -m tests.openai_reference
+bash scripts/fetch_test_videos.sh || true  # it says why it could not
 python -m pytest --durations=15 ${tier[@]+"${tier[@]}"} ${arguments[@]+"${arguments[@]}"}

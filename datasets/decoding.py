@@ -4,9 +4,10 @@ Every reader returns uint8 tensors [N, 3, H, W] (RGB) in the order of the reques
 included, and raises `SampleReadError` naming the file and the reason when a frame or video cannot be
 read. Videos open with TorchCodec where FFmpeg's shared libraries are installed, else with PyAV (which
 ships its own FFmpeg); decord only when asked for. A file the chosen reader cannot open is tried with
-the next one before it is an error. Frames are upright as FFmpeg plays them (rotation metadata applied;
-decord refuses videos turned by 90 degrees, which then decode with PyAV). What the decoders' native code writes to stderr is kept out of the user's way: it
-goes into that error, or to the debug log.
+the next one before it is an error; AVI files decode with PyAV. Frames are upright as FFmpeg plays them
+(rotation metadata applied; decord refuses videos turned by 90 degrees, which then decode with PyAV). What
+the decoders' native code writes to stderr is kept out of the user's way: it goes into that error, or to
+the debug log.
 """
 import contextlib
 import functools
@@ -189,9 +190,8 @@ def torchcodec_decoder():
 
 # FFmpeg threads per decoder. One: the loader's workers are the parallelism, and decoding the few frames
 # of a seek gains nothing from frame threads (two threads took more CPU time than one). A threaded
-# decoder (TorchCodec's, or PyAV's kept open) still alive when a
-# process forks its loader workers also hangs the worker that frees it (FFmpeg waits for threads the fork
-# did not copy).
+# decoder (TorchCodec's, or PyAV's kept open) still alive when a process forks its loader workers also
+# hangs the worker that frees it (FFmpeg waits for threads the fork did not copy).
 DECODER_THREADS = 1
 
 

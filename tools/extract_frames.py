@@ -9,8 +9,9 @@ The source is a folder (every video below it) or a video list (`<file> <label>` 
 Given a video list, --frame-list writes `<dir> <num_frames> <label>` lines in the list's order.
 
 Resumable: frames are written to `<dir>.partial` and renamed when the video is done, so a finished folder
-is skipped on the next run and an interrupted one is redone. A video that cannot be decoded is
-reported and left out; the others go on, and the exit status is 1 if any failed.
+is skipped on the next run and an interrupted one is redone. Frames are written upright (rotation metadata
+applied, as every reader returns them). A video that cannot be decoded is reported and left out; the others
+go on, and the exit status is 1 if any failed.
 """
 import argparse
 import functools

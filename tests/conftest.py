@@ -31,7 +31,14 @@ OPTIONAL_EXTRAS = {"tensorboard": "the optional TensorBoard extra is not install
                    "real sample videos are NOT fetched": "the real-video tests did NOT run: the sample videos could "
                                                          "not be fetched (bash scripts/fetch_test_videos.sh)",
                    # tests/test_app.py's skip reason: the machine could not have Debian's chromium package
-                   "Chromium is not installed": "the browser test did NOT run: no Chromium (apt-get install chromium)"}
+                   "Chromium is not installed": "the browser test did NOT run: no Chromium (apt-get install chromium)",
+                   # the readers' skip reasons: a machine without FFmpeg's shared libraries, decord off x86-64
+                   "torchcodec cannot be used here": "the TorchCodec reader's tests did NOT run: FFmpeg's shared "
+                                                     "libraries are missing (bash scripts/install_ffmpeg_libs.sh)",
+                   "reader decord cannot be used here": "the decord reader's tests did NOT run: decord is not "
+                                                        "installed (x86-64 only; requirements-decord.txt)",
+                   "decord is not installed": "the decord reader's tests did NOT run: decord is not installed "
+                                              "(x86-64 only; requirements-decord.txt)"}
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -39,7 +46,7 @@ def pytest_terminal_summary(terminalreporter):
     optional, other = {}, []
     for report in terminalreporter.stats.get("skipped", []):
         reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        extra = next((extra for extra in OPTIONAL_EXTRAS if extra in reason), None)
+        extra = next((extra for extra in OPTIONAL_EXTRAS if extra.lower() in reason.lower()), None)
         if extra:
             optional.setdefault(extra, []).append(report.nodeid)
         else:

@@ -154,13 +154,15 @@ def test_the_timeline_figure_gives_every_segment_class_a_colour_and_a_legend_ent
     assert len(bands) == len(timeline.segments) and all(colour[:3] != (0.6, 0.6, 0.6) for colour in bands)
 
 
-def test_a_video_shorter_than_a_window_is_one_window_with_a_warning(tiny_config, tmp_path, caplog):
+def test_a_video_shorter_than_a_window_is_one_window_with_a_warning_and_the_log_names_the_reader(tiny_config, tmp_path, caplog):
     short = write_video(str(tmp_path / "short.mp4"), 25)  # one second at 25 fps
     output = tmp_path / "timeline.json"
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO):
         predict.main(["--config", tiny_config.write(), short, "--cpu", "--timeline", "4", "--output", str(output)])
     assert len(json.loads(output.read_text())["windows"]) == 1
     assert any("shorter than a window of 4 s" in message for message in caplog.messages), caplog.messages
+    # the log says how the timeline decodes (it said TorchCodec, the configured reader, while PyAV streamed)
+    assert f"{short}: the timeline decodes it once, front to back, with PyAV" in caplog.messages
 
 
 def test_a_truncated_video_names_the_file(tmp_path):

@@ -27,6 +27,7 @@ from datasets.build import build_dataset  # noqa: E402
 from utils.config import check_files  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
 from utils.errors import UsageError  # noqa: E402
+from utils.logger import counted  # noqa: E402
 from workflows.feature_extraction import (extract_features, extraction_settings, named_by_inputs,  # noqa: E402
                                           write_inputs_list)
 from workflows.inference import load_video_model  # noqa: E402
@@ -98,7 +99,7 @@ def main(argv=None):
                              progress=run.show_progress, labelled=not args.inputs)
     scratch.cleanup()
     if ctx.is_main:
-        logger.info("features of %d videos in %s", count, args.out)
+        logger.info("features of %s in %s", counted(count, "video"), args.out)
     return count
 
 

@@ -38,6 +38,7 @@ from datasets.attributes import DEFAULT_TOPK  # noqa: E402
 from workflows.fusion import DEFAULT_FUSION_WEIGHTS  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
 from utils.errors import UsageError, check_output_folders  # noqa: E402
+from utils.logger import counted  # noqa: E402
 from workflows.prediction import AttributesFusion, Predictor, find_inputs, parse_class_names, plot_saliency  # noqa: E402
 from workflows.timeline import plot_timeline, predict_timeline, write_timeline  # noqa: E402
 from workflows.options import (ProgramParser, add_config_argument, add_override_arguments,  # noqa: E402
@@ -159,11 +160,11 @@ def run_timeline(args, predictor, fusion, video):
     timeline = predict_timeline(predictor, video, args.timeline, args.stride, fusion=fusion,
                                 threshold=args.threshold, batch_size=predictor.config.data.batch_size)
     names = timeline.class_names
-    print(f"{video}: {len(timeline.windows)} windows of {timeline.window:g} s every {timeline.stride:g} s, "
-          f"{len(timeline.segments)} segments" + (" (fused with attributes)" if fusion else ""))
+    print(f"{video}: {counted(len(timeline.windows), 'window')} of {timeline.window:g} s every {timeline.stride:g} s, "
+          f"{counted(len(timeline.segments), 'segment')}" + (" (fused with attributes)" if fusion else ""))
     for segment in timeline.segments:
         print(f"{segment.start:9.2f} s - {segment.end:9.2f} s  {names[segment.label]}  "
-              f"(mean probability {segment.probability:.3f}, {segment.windows} windows)")
+              f"(mean probability {segment.probability:.3f}, {counted(segment.windows, 'window')})")
     if args.output:
         written = write_timeline(timeline, args.output, args.topk)
         logger.info("timeline written to %s", ", ".join(map(str, written)))

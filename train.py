@@ -16,7 +16,7 @@ from workflows.curves import tensorboard_writer
 from workflows.evaluation import evaluation_loader
 from workflows.options import ProgramParser, add_training_arguments
 from workflows.startup import start_program
-from workflows.training import ClassTexts, starting_point, train_one_epoch
+from workflows.training import ClassTexts, log_trainable_parameters, starting_point, train_one_epoch
 from workflows.training_run import (CHECKPOINT_KEYS, build_models, distributed, evaluates_after,
                                     save_epoch_checkpoints, start_epoch, train_loader_for, validate)
 
@@ -35,6 +35,7 @@ def main(argv=None):
                 run.precision_label, torch.__version__)
 
     clip_model, header = build_models(config, ctx.device)
+    log_trainable_parameters(clip_model, header)
 
     train_set = build_dataset(config, "train")
     val_set = build_dataset(config, "val")

@@ -234,3 +234,18 @@ def test_precision_bf16_reaches_the_training_step(two_epochs, monkeypatch):
     ignored = first_step(config, "bf16", monkeypatch)
     with pytest.raises(AssertionError, match="did not reach"):
         assert_bf16_step(ignored, first_step(config, "fp32", monkeypatch))
+
+
+def test_the_log_states_the_trainable_parameters_the_optimizer_holds(tiny_config):
+    """A run with the text tower frozen. N: the elements of AdamW's first moments (one per trained
+    parameter); M: the saved model's tensors."""
+    config = tiny_config.write(network={"fix_text": True}, solver={"epochs": 1})
+    train_program.main(["--config", config, "--log_time", "frozen_text", "--cpu", "--no_progress"])
+    folder = tiny_config.run_folder("frozen_text")
+    checkpoint = torch.load(folder / "last_model.pt", weights_only=True)
+    trained = sum(state["exp_avg"].numel() for state in checkpoint["optimizer_state_dict"]["state"].values())
+    total = sum(t.numel() for key in ("model_state_dict", "fusion_model_state_dict") for t in checkpoint[key].values())
+    line = re.search(r"trainable parameters: ([\d,]+) of ([\d,]+) \(([\d.]+)%\)", (folder / "log.txt").read_text())
+    assert line, "no trainable-parameters line in the log"
+    assert trained < total and (int(line[1].replace(",", "")), int(line[2].replace(",", ""))) == (trained, total)
+    assert float(line[3]) == pytest.approx(100 * trained / total, abs=0.01)

@@ -53,6 +53,15 @@ def freeze_towers(clip_model: torch.nn.Module, fix_text: bool, fix_video: bool):
             parameter.requires_grad_(False)
 
 
+def log_trainable_parameters(*modules):
+    """Logs `trainable parameters: N of M (P%)` over the parameters of `modules` (each counted once)."""
+    parameters = list({id(p): p for module in modules for p in module.parameters()}.values())
+    total = sum(p.numel() for p in parameters)
+    trainable = sum(p.numel() for p in parameters if p.requires_grad)
+    logger.info("trainable parameters: %s of %s (%.2f%%)", f"{trainable:,}", f"{total:,}",
+                100 * trainable / max(total, 1))
+
+
 @dataclass
 class ClassTexts:
     """Prompt tokens of every class, and their features when the text tower is frozen (computed once)."""

@@ -225,12 +225,12 @@ class TorchCodecVideo:
             raise SampleReadError(f"cannot open video {path}: TorchCodec cannot read it: "
                                   f"{_torchcodec_reason(err)}") from err
         try:
-            metadata = self._decoder.metadata
-            if metadata.duration_seconds_from_header and metadata.end_stream_seconds_from_content is not None:
-                content = metadata.end_stream_seconds_from_content - metadata.begin_stream_seconds_from_content
-                _check_complete(path, metadata.num_frames_from_header, len(self._decoder),
-                                metadata.duration_seconds_from_header + (metadata.begin_stream_seconds_from_header or 0),
-                                metadata.end_stream_seconds_from_content, content / max(len(self._decoder), 1))
+            meta = self._decoder.metadata
+            if meta.duration_seconds_from_header and meta.end_stream_seconds_from_content is not None:
+                content = meta.end_stream_seconds_from_content - meta.begin_stream_seconds_from_content
+                header_end = meta.duration_seconds_from_header + (meta.begin_stream_seconds_from_header or 0)
+                _check_complete(path, meta.num_frames_from_header, len(self._decoder), header_end,
+                                meta.end_stream_seconds_from_content, content / max(len(self._decoder), 1))
         except SampleReadError:
             del self._decoder  # now, not whenever the error's traceback goes
             raise
@@ -346,6 +346,7 @@ class PyAVVideo:
             raise SampleReadError(f"cannot open video {path}: {_ffmpeg_reason(err)}") from err
         try:
             self._pts = self._presentation_times()
+            self._position_of = {pts: position for position, pts in enumerate(self._pts)}
         except BaseException:
             self._container.close()  # now, not whenever the error's traceback goes
             raise
@@ -372,8 +373,7 @@ class PyAVVideo:
 
     def get_frames(self, indices):
         unique, inverse = _unique_with_inverse(indices)
-        self._position_of = {pts: position for position, pts in enumerate(self._pts)}
-        self._wanted = {self._pts[target] for target in unique.tolist()}
+        wanted = {self._pts[target] for target in unique.tolist()}
         found = {}
         try:
             frames, position = None, -1
@@ -381,11 +381,12 @@ class PyAVVideo:
                 if target in found:
                     continue
                 if frames is None or target - position > self.seek_gap:
-                    frames = self._seek(self._pts[target])
-                position = self._decode_until(frames, target, found, position)
+                    frames = self._seek(self._pts[target], wanted)
+                position = self._decode_until(frames, target, wanted, found, position)
                 if target not in found:  # the seek landed past it (AVI seeks by decoding time): seek earlier
-                    frames = self._seek(self._pts[target - self.seek_gap] if target >= self.seek_gap else None)
-                    position = self._decode_until(frames, target, found, -1)
+                    earlier = self._pts[target - self.seek_gap] if target >= self.seek_gap else None
+                    frames = self._seek(earlier, wanted)
+                    position = self._decode_until(frames, target, wanted, found, -1)
         except (av.FFmpegError, OSError) as err:
             raise SampleReadError(f"cannot decode video {self.path} (truncated or corrupt?): "
                                   f"{_ffmpeg_reason(err)}") from err
@@ -398,18 +399,18 @@ class PyAVVideo:
     # Frames a decoder may hand out after later ones: packed B-frames of DivX/Xvid AVIs come out of order.
     reorder_window = 8
 
-    def _seek(self, pts):
+    def _seek(self, pts, wanted):
         """Decoded frames from the keyframe at or before `pts` (None: from the stream's start) on."""
         stream = self._container.streams.video[0]
-        self._container.seek(stream.start_time or 0 if pts is None else pts, stream=stream, backward=True)
-        return self._decoded(self._container, stream, self._wanted)
+        self._container.seek((stream.start_time or 0) if pts is None else pts, stream=stream, backward=True)
+        return self._decoded(self._container, stream, wanted)
 
-    def _decode_until(self, frames, target, found, position):
+    def _decode_until(self, frames, target, wanted, found, position):
         """Decodes from `frames` into `found` (position: frame) until `target` is found or decoding is
         `reorder_window` frames past it; returns the last decoded position."""
         for frame in frames:
             position = self._position_of.get(frame.pts, position)
-            if frame.pts in self._wanted:
+            if frame.pts in wanted:
                 found[position] = rgb_frame(frame)
             if target in found or position >= target + self.reorder_window:
                 break

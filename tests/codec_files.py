@@ -146,3 +146,13 @@ def write_vfr_avi(path):
             container.mux(video.encode(frame))
         container.mux(video.encode())
     return str(path)
+
+
+def decoded_with_pyav(path, skip_frame="DEFAULT"):
+    """Every frame PyAV's decoder outputs, as RGB arrays, front to back without seeking: the plain decode the
+    readers are compared with. One conversion thread: a threaded swscale context left in the test process
+    would hang its later forks."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.skip_frame = skip_frame
+        return [frame.to_ndarray(format="rgb24", threads=1) for frame in container.decode(stream)]

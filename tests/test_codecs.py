@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -17,8 +16,8 @@ from torch.utils.data import DataLoader
 from datasets import decoding
 from datasets.decoding import SampleReadError, VideoBackendError, decord, open_video, torchcodec_decoder
 from datasets.video import VideoDataset
-from tests.codec_files import (CASES, VFR_TICKS, over_report_avi_frames, set_mp4_rotation, write_audio_only,
-                               write_bframe_avi, write_case, write_vfr_avi)
+from tests.codec_files import (CASES, VFR_TICKS, decoded_with_pyav, over_report_avi_frames, set_mp4_rotation,
+                               write_audio_only, write_bframe_avi, write_case, write_vfr_avi)
 from tests.data_factory import clip_indices, frame_image, truncate_file, write_labels_csv, write_text, write_video
 from utils.errors import error_line
 
@@ -71,15 +70,6 @@ def test_torchcodec_and_pyav_return_the_same_frames(codec_videos, case):
         assert torch.equal(a, b)
     else:  # chroma interpolation of the two FFmpeg builds: below one grey level on average
         assert (a - b).abs().mean() < 1.0
-
-
-def decoded_with_pyav(path, skip_frame="DEFAULT"):
-    """Every frame PyAV's decoder outputs, as RGB arrays, without seeking (the plain way)."""
-    with av.open(path) as container:
-        stream = container.streams.video[0]
-        stream.codec_context.skip_frame = skip_frame
-        # One conversion thread: a threaded swscale context left in this process would hang its later forks.
-        return [frame.to_ndarray(format="rgb24", threads=1) for frame in container.decode(stream)]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])

@@ -4,12 +4,12 @@ frame extraction run on them."""
 import json
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 from PIL import Image
 
 from datasets.decoding import VIDEO_BACKENDS, available_video_backends, open_video
+from tests.codec_files import decoded_with_pyav
 from tools import extract_frames, predict
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,19 +27,13 @@ def real_videos():
     return paths
 
 
-def plain_decode(path):
-    """Every frame PyAV's decoder outputs, front to back (one conversion thread: no threads to inherit)."""
-    with av.open(str(path)) as container:
-        return [frame.to_ndarray(format="rgb24", threads=1) for frame in container.decode(video=0)]
-
-
 @pytest.mark.parametrize("backend", [
     pytest.param(name, marks=pytest.mark.skipif(name not in available_video_backends(),
                                                 reason=f"video reader {name} cannot be used here: NOT tested"))
     for name in VIDEO_BACKENDS])
 @pytest.mark.parametrize("name", NAMES)
-def test_every_reader_returns_the_frames_of_a_plain_decode(real_videos, name, backend):
-    everything = plain_decode(real_videos[name])
+def test_every_reader_returns_the_frames_of_a_decoded_with_pyav(real_videos, name, backend):
+    everything = decoded_with_pyav(real_videos[name])
     video = open_video(str(real_videos[name]), backend)
     assert len(video) == len(everything) == FRAMES[name]
     requested = list(range(0, len(video), 3)) + [len(video) - 1, 1]
@@ -66,7 +60,7 @@ def test_extracted_frames_of_a_real_video_are_its_decoded_frames(real_videos, tm
                                progress=False)
     folder = tmp_path / "carphone_pristine"
     assert len(list(folder.iterdir())) == FRAMES["carphone_pristine.mp4"]
-    everything = plain_decode(real_videos["carphone_pristine.mp4"])
+    everything = decoded_with_pyav(real_videos["carphone_pristine.mp4"])
     for index in (0, 57, 119):
         image = np.asarray(Image.open(folder / f"img_{index + 1:05d}.jpg")).astype(np.float32)
         assert np.abs(image - everything[index]).mean() < 3, index  # JPEG quality 90

@@ -32,7 +32,7 @@ from workflows.feature_extraction import (extract_features, extraction_settings,
                                           write_inputs_list)
 from workflows.inference import load_video_model  # noqa: E402
 from workflows.options import (ProgramParser, add_config_argument, add_override_arguments,  # noqa: E402
-                               add_program_arguments, add_view_arguments)
+                               add_program_arguments, add_view_arguments, positive_int)
 from workflows.startup import start_program  # noqa: E402
 from workflows.training import seed_everything  # noqa: E402
 
@@ -50,17 +50,14 @@ def parse_args(argv=None):
                         help="video files, frame folders or folders of videos instead of a list (no labels)")
     add_view_arguments(parser, dense_help="dense (I3D-style) sampling")
     parser.add_argument("--float16", action="store_true", help="store the features as float16 (default float32)")
-    parser.add_argument("--shard_size", type=int, default=256, help="videos per shard (default 256)")
-    parser.add_argument("--batch_size", type=int, default=None, help="videos per batch (default data.batch_size)")
+    parser.add_argument("--shard_size", type=positive_int, default=256, help="videos per shard (default 256)")
+    parser.add_argument("--batch_size", type=positive_int, default=None,
+                        help="videos per batch (default data.batch_size)")
     parser.add_argument("--skip_unreadable", action="store_true",
                         help="record an unreadable video in the index (its error) and go on, instead of stopping")
     add_program_arguments(parser)
     add_override_arguments(parser, example="data.num_segments=16")
-    args = parser.parse_args(argv)
-    for name in ("shard_size", "batch_size"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1")
-    return args
+    return parser.parse_args(argv)
 
 
 def main(argv=None):

@@ -28,7 +28,7 @@ from utils.precision import inference_weight_dtype  # noqa: E402
 from workflows.attribute_generation import CLASS_LEXICON, generate_attributes, read_lexicon  # noqa: E402
 from workflows.inference import load_video_model  # noqa: E402
 from workflows.options import (ProgramParser, add_config_argument, add_override_arguments,  # noqa: E402
-                               add_program_arguments, add_view_arguments)
+                               add_program_arguments, add_view_arguments, positive_int)
 from workflows.startup import start_program  # noqa: E402
 from workflows.training import build_clip, seed_everything  # noqa: E402
 
@@ -48,19 +48,14 @@ def parse_args(argv=None):
     parser.add_argument("--lexicon", action="append", default=None,
                         help=f"'{CLASS_LEXICON}' (the class names, default), a labels CSV or a text file with one "
                              "phrase per line; repeat to combine several")
-    parser.add_argument("--topk", type=int, default=5, help="phrases kept per video (default 5)")
-    parser.add_argument("--batch_size", type=int, default=None, help="videos per batch (default data.batch_size)")
-    parser.add_argument("--save_every", type=int, default=256, help="videos between saves (default 256)")
+    parser.add_argument("--topk", type=positive_int, default=5, help="phrases kept per video (default 5)")
+    parser.add_argument("--batch_size", type=positive_int, default=None,
+                        help="videos per batch (default data.batch_size)")
+    parser.add_argument("--save_every", type=positive_int, default=256, help="videos between saves (default 256)")
     add_view_arguments(parser)
     add_program_arguments(parser)
     add_override_arguments(parser, example="network.arch=ViT-L/14")
-    args = parser.parse_args(argv)
-    for name in ("topk", "save_every"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1")
-    if args.batch_size is not None and args.batch_size < 1:
-        parser.error("--batch_size must be at least 1")
-    return args
+    return parser.parse_args(argv)
 
 
 def load_retriever(config, weights, device, precision):

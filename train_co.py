@@ -36,7 +36,8 @@ from workflows.evaluation import evaluation_loader
 from workflows.fusion import DEFAULT_FUSION_WEIGHTS, evaluate_fusion
 from workflows.options import ProgramParser, add_training_arguments
 from workflows.startup import start_program
-from workflows.training import ClassTexts, build_clip, freeze_towers, seed_everything, starting_point, train_one_epoch
+from workflows.training import (ClassTexts, build_clip, freeze_towers, log_trainable_parameters, seed_everything,
+                                starting_point, train_one_epoch)
 from workflows import training_run
 from workflows.training_run import (CHECKPOINT_KEYS, distributed, evaluates_after, save_epoch_checkpoints,
                                     start_epoch, train_loader_for)
@@ -72,6 +73,7 @@ def build_models(config, device):
             head.load_state_dict(pretrained_head.state_dict())
         logger.info("attributes head %s", f"from {config.pretrain}" if pretrained_head else
                     f"newly initialised ({config.pretrain} holds none)")
+    log_trainable_parameters(clip_model, header, head)
     return clip_model, header, head.to(device)
 
 
@@ -89,6 +91,7 @@ def build_attributes_models(config, device):
         load_bike_weights(config.pretrain, clip_model, head)
         logger.info("initialised from %s", config.pretrain)
     freeze_towers(clip_model, fix_text=True, fix_video=True)
+    log_trainable_parameters(clip_model, head)
     return clip_model.to(device), head.to(device)
 
 

@@ -12,10 +12,14 @@ from torch import nn
 from clip.model import load_weights
 from clip.weights import WeightsMismatchError, safe_load, strip_module_prefix
 from datasets.files import atomic_file
+from modules.peft import load_lora_training_state, lora_layers
 from utils.logger import epoch_label
 
 MODEL_KEY = "model_state_dict"
 HEADER_KEY = "fusion_model_state_dict"
+# A network.peft lora run's adapters and the weights they adapt (modules.peft.lora_resume_state): its
+# MODEL_KEY holds the merged weights, which any program loads; resuming the run needs these too.
+LORA_KEY = "lora_state_dict"
 
 
 def read_checkpoint(path) -> dict:
@@ -65,10 +69,19 @@ def trained_epoch_label(checkpoint: dict) -> str:
 def load_bike_weights(path, clip_model: nn.Module, video_header: Optional[nn.Module] = None) -> dict:
     """Loads a checkpoint's CLIP and header weights strictly into the given modules; returns the checkpoint.
 
-    Any missing, unexpected or wrongly shaped key is an error that lists them.
+    Any missing, unexpected or wrongly shaped key is an error that lists them. A CLIP with LoRA adapters (a
+    resumed network.peft lora run) takes its unmerged weights from the checkpoint's LORA_KEY.
     """
     checkpoint = read_checkpoint(path)
-    load_weights(clip_model, strip_module_prefix(checkpoint[MODEL_KEY]), what=f"'{MODEL_KEY}' of {path}")
+    state, what = strip_module_prefix(checkpoint[MODEL_KEY]), f"'{MODEL_KEY}' of {path}"
+    if lora_layers(clip_model):
+        if not checkpoint.get(LORA_KEY):
+            raise WeightsMismatchError(f"{path} holds no LoRA adapters ('{LORA_KEY}'): it is not a checkpoint of a "
+                                       "network.peft lora run; to start LoRA from its weights, give it as pretrain "
+                                       "instead of resume")
+        load_lora_training_state(clip_model, state, checkpoint[LORA_KEY], what)
+    else:
+        load_weights(clip_model, state, what=what)
     if video_header is not None:
         load_header_weights(checkpoint, video_header, path)
     return checkpoint

@@ -28,7 +28,8 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Field:
-    """One leaf key: the accepted kinds ('int', 'float', 'bool', 'str', 'null', 'int_list'), its default and meaning."""
+    """One leaf key: the accepted kinds ('int', 'float', 'bool', 'str', 'null', 'int_list', 'str_list'), its
+    default and meaning."""
     kinds: tuple
     default: object
     doc: str
@@ -112,6 +113,20 @@ SCHEMA = {
                                                    "file or an open_clip pretrained tag; null: random init"),
         "compile": Field(("bool",), False, "torch.compile the image encoder (measure the gain on your machine with "
                                            "benchmarks/bench_model.py --compile first)"),
+        "peft": Field(("str",), "none", "parameter-efficient fine-tuning of the image encoder (ViT towers): none (train "
+                                        "it whole, as the original), lora (low-rank adapters through Hugging Face "
+                                        "peft; checkpoints hold the merged weights) or aim (AIM's temporal, spatial "
+                                        "and MLP adapters); with lora/aim the pretrained image weights stay frozen",
+                      choices=("none", "lora", "aim")),
+        "peft_rank": Field(("int",), 8, "lora: rank of each adapted weight's update", minimum=1),
+        "peft_alpha": Field(("float",), 16.0, "lora: scale of the update (it is multiplied by peft_alpha / peft_rank)"),
+        "peft_dropout": Field(("float",), 0.0, "lora: dropout on the adapters' input (Linear targets only: peft "
+                                               "cannot apply it to the fused in_proj)"),
+        "peft_targets": Field(("str_list",), ["in_proj", "out_proj"],
+                              "lora: the image encoder's weights to adapt: in_proj (the attention's fused "
+                              "query/key/value), out_proj (its output), c_fc and c_proj (the MLP)"),
+        "aim_bottleneck_ratio": Field(("float",), 0.25, "aim: adapter bottleneck width as a fraction of the "
+                                                        "encoder's width"),
     },
     "solver": {
         "type": Field(("str",), "cosine", "learning-rate schedule after warm-up", choices=("cosine", "multistep")),
@@ -330,9 +345,12 @@ _COERCE = {
     "str": lambda value: (isinstance(value, str), value),
     "null": lambda value: (value is None, None),
     "int_list": lambda value: (isinstance(value, list) and all(map(_is_int, value)), value),
+    "str_list": lambda value: (isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value),
+                               value),
 }
 _KIND_NAMES = {"int": "an integer", "float": "a number", "bool": "true/false", "str": "a string",
-               "null": "null", "int_list": "a list of integers"}
+               "null": "null", "int_list": "a list of integers",
+               "str_list": "a non-empty list of names"}
 
 
 def _check_consistency(config, source):
@@ -342,5 +360,16 @@ def _check_consistency(config, source):
     if config.network.tm not in (False, None):
         raise ConfigError(f"{source}: network.tm is {config.network.tm!r}, but no temporal module inside the image "
                           "encoder exists here (the original ignores the key too): set network.tm to False or null")
+    if config.network.peft != "none" and config.network.fix_video:
+        raise ConfigError(f"{source}: network.peft {config.network.peft} trains adapters inside the image encoder, "
+                          "which network.fix_video freezes whole: set network.fix_video to False or network.peft "
+                          "to none")
+    if config.network.peft == "lora" and config.network.compile:
+        raise ConfigError(f"{source}: network.compile does not work with network.peft lora (peft adapts the fused "
+                          "attention weight by re-registering a parametrization in every forward): set one of them "
+                          "off")
+    if config.network.peft == "aim" and not 0 < config.network.aim_bottleneck_ratio <= 1:
+        raise ConfigError(f"{source}: network.aim_bottleneck_ratio must be in (0, 1], got "
+                          f"{config.network.aim_bottleneck_ratio}")
     if config.solver.type == "multistep" and config.solver.lr_decay_step is None:
         raise ConfigError(f"{source}: solver.type multistep needs solver.lr_decay_step (an epoch count or a list)")

@@ -5,11 +5,16 @@ from bisect import bisect_right
 import torch
 from torch import nn
 
+from modules.peft import is_adapter_parameter
+
 
 def build_optimizer(solver, clip_model: nn.Module, heads: list) -> torch.optim.Optimizer:
-    """AdamW / Adam / SGD over two parameter groups: CLIP's trainable weights and the heads'."""
-    clip_params = [p for p in clip_model.parameters() if p.requires_grad]
-    head_params = [p for head in heads for p in head.parameters() if p.requires_grad]
+    """AdamW / Adam / SGD over two parameter groups: CLIP's trainable pretrained weights, and the new modules'
+    (the heads, and network.peft's adapters inside CLIP, which start from nothing as the heads do)."""
+    trainable = [(name, p) for name, p in clip_model.named_parameters() if p.requires_grad]
+    clip_params = [p for name, p in trainable if not is_adapter_parameter(name)]
+    head_params = [p for name, p in trainable if is_adapter_parameter(name)]
+    head_params += [p for head in heads for p in head.parameters() if p.requires_grad]
     groups = [{"params": clip_params, "lr": solver.lr * solver.clip_ratio}]
     if head_params:
         groups.append({"params": head_params, "lr": solver.lr})

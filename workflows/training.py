@@ -15,7 +15,8 @@ import clip
 from datasets.transforms import normalize_on_device
 from modules.video_clip import VideoEncoder, class_features
 from clip.weights import WeightsMismatchError
-from utils.checkpoint import HEADER_KEY, MODEL_KEY, load_bike_weights, map_original_optimizer_state
+from modules.peft import lora_resume_state, merged_state_dict
+from utils.checkpoint import HEADER_KEY, LORA_KEY, MODEL_KEY, load_bike_weights, map_original_optimizer_state
 from utils.config import ConfigError
 from utils.distributed import all_gather_no_grad, all_gather_with_grad
 from utils.logger import Progress, epoch_label
@@ -188,10 +189,13 @@ def train_one_epoch(encoder, header, loader, optimizer, scheduler, scaler, texts
 
 
 def training_checkpoint(epoch, clip_model, header, optimizer, scheduler, scaler, best_score, config) -> dict:
-    """The original layout plus what resuming needs (schedule, scaler, best score, config)."""
+    """The original layout plus what resuming needs (schedule, scaler, best score, config; a LoRA run's CLIP
+    weights merged, and its adapters and their base under LORA_KEY)."""
+    lora_state = lora_resume_state(clip_model)
     return {
         "epoch": epoch,
-        MODEL_KEY: clip_model.state_dict(),
+        MODEL_KEY: merged_state_dict(clip_model),
+        **({LORA_KEY: lora_state} if lora_state else {}),
         HEADER_KEY: header.state_dict(),
         "optimizer_state_dict": optimizer.state_dict(),
         "scheduler_state_dict": scheduler.state_dict(),

@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from datasets.seeded import SeededSampler, SeededSamples
 from modules import VideoHeader
+from modules.peft import apply_peft
 from modules.video_clip import class_features
 from utils.checkpoint import load_bike_weights, save_atomically
 from utils.config import ConfigError
@@ -43,7 +44,8 @@ def start_epoch(loader: DataLoader, seed: int, rank: int, epoch: int):
 
 
 def build_models(config, device):
-    """CLIP and the video header, initialised from `pretrain` when set, frozen as configured, on `device`.
+    """CLIP and the video header, initialised from `pretrain` when set, made parameter-efficient
+    (`network.peft`) and frozen as configured, on `device`.
 
     Every process builds them from `config.seed` (not a per-rank seed), so a randomly initialised tower,
     and the class text features computed from it before DDP synchronises the weights, are the same on
@@ -55,6 +57,7 @@ def build_models(config, device):
     if config.pretrain:
         load_bike_weights(config.pretrain, clip_model, header)
         logger.info("initialised from %s", config.pretrain)
+    apply_peft(clip_model, config.network, config.data.num_segments * config.data.seg_length)
     freeze_towers(clip_model, config.network.fix_text, config.network.fix_video)
     return clip_model.to(device), header.to(device)
 

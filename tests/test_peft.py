@@ -1,0 +1,130 @@
+"""network.peft: LoRA (through peft) on the image tower: exact at step 0, only adapters train, a checkpoint
+holds the merged weights (pretrained + a rank-r update, computed here by plain tensor math) that test.py,
+export and the app load as any checkpoint, and a killed run resumes bit-identically."""
+import contextlib
+import json
+
+import open_clip
+import pytest
+import torch
+
+import clip
+import test as test_program
+import train as train_program
+from modules.peft import apply_peft
+from tests.resume_checks import assert_same_tensors, killed_mid_run
+from tests.tiny_run import FP32, one_video_config
+from tools import export as export_tool
+from utils.checkpoint import LORA_KEY, load_bike_weights
+from utils.config import build_config, load_config
+from utils.errors import report_user_errors
+from clip.weights import WeightsMismatchError
+from workflows import training_run
+from workflows.prediction import Predictor
+from workflows.training import ClassTexts, training_checkpoint, training_step_loss
+from modules.video_clip import VideoEncoder
+from modules import text_prompt
+
+LORA = {"peft": "lora", "peft_rank": 2, "peft_alpha": 3.0, "peft_targets": ["in_proj", "out_proj", "c_fc"]}
+ADAPTED = ("attn.in_proj_weight", "attn.out_proj.weight", "mlp.c_fc.weight")
+
+
+def open_clip_tiny_vit(tmp_path):
+    """open_clip's own tiny ViT (nn.MultiheadAttention), randomly initialised."""
+    text = {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1}
+    (tmp_path / "peft-test-vit.json").write_text(json.dumps({
+        "embed_dim": 64, "text_cfg": text,
+        "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32}}))
+    open_clip.add_model_config(tmp_path)
+    return open_clip.create_model("peft-test-vit").eval()
+
+
+def randomised_updates(model):
+    """Non-zero LoRA B matrices (they start at zero), as after some training."""
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if ".lora_B." in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.1)
+
+
+@pytest.mark.parametrize("backbone", ["openai", "open_clip"])
+def test_lora_at_step_zero_gives_the_frozen_clips_outputs_exactly(backbone, tmp_path):
+    torch.manual_seed(0)
+    model = clip.create_model("ViT-Tiny/16", image_resolution=32) if backbone == "openai" \
+        else open_clip_tiny_vit(tmp_path)
+    images = torch.randn(4, 3, 32, 32)
+    expected = model.encode_image(images)
+    apply_peft(model, dict(LORA, peft_targets=["in_proj", "out_proj", "c_fc", "c_proj"]), num_frames=4)
+    assert torch.equal(model.encode_image(images), expected)
+    adapters = [name for name, p in model.named_parameters() if p.requires_grad and name.startswith("visual.")]
+    # an A and a B for q/k/v, out_proj and both MLP layers of every block
+    assert len(adapters) == 2 * 4 * len(model.visual.transformer.resblocks) and all(".lora_" in name for name in adapters)
+    randomised_updates(model)
+    assert not torch.allclose(model.encode_image(images), expected)  # the adapters are on the forward path
+
+
+def tiny_training_config(tiny_config, **network):
+    return load_config(tiny_config.write(network={"fix_text": True, **LORA, **network}))
+
+
+def test_a_step_changes_only_the_adapters_the_header_and_the_logit_scale(tiny_config):
+    config = tiny_training_config(tiny_config, grad_checkpointing=True)
+    clip_model, header = training_run.build_models(config, "cpu")
+    before = {name: t.clone() for module in (clip_model, header) for name, t in module.state_dict().items()}
+    optimizer = torch.optim.SGD([p for m in (clip_model, header) for p in m.parameters() if p.requires_grad], lr=0.1)
+    encoder = VideoEncoder(clip_model)
+    texts = ClassTexts.build(encoder, text_prompt([f"class {i}" for i in range(4)]), True, "cpu", contextlib.nullcontext)
+    frames = torch.randn(4, 4, 3, 32, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = training_step_loss(encoder, header, frames, torch.tensor([0, 1, 2, 3]), texts, "NCE")
+    loss.backward()
+    optimizer.step()
+    after = {name: t for module in (clip_model, header) for name, t in module.state_dict().items()}
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    assert "logit_scale" in changed
+    visual = {name for name in changed if name.startswith("visual.")}
+    assert visual and all(".lora_" in name for name in visual)  # only adapters in the image tower
+    assert any(".lora_B." in name for name in visual)
+    assert changed - visual - {"logit_scale"} <= set(header.state_dict())
+
+
+# merged name's ending -> where peft keeps the update's A and B (live names)
+LIVE_ADAPTERS = {"attn.in_proj_weight": "attn.", "attn.out_proj.weight": "attn.base_layer.out_proj.",
+                 "mlp.c_fc.weight": "mlp.c_fc."}
+
+
+def test_the_checkpoint_holds_pretrained_plus_a_rank_r_update_and_restores_the_adapters(tiny_config, tmp_path):
+    config = tiny_training_config(tiny_config)
+    clip_model, header = training_run.build_models(config, "cpu")
+    torch.manual_seed(config.seed)
+    pretrained = training_run.build_clip(config).state_dict()
+    randomised_updates(clip_model)
+    optimizer = torch.optim.SGD(header.parameters(), 0.1)
+    checkpoint = training_checkpoint(0, clip_model, header, optimizer,
+                                     torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1), None, 0.0, config)
+    merged = checkpoint["model_state_dict"]
+    assert merged.keys() == pretrained.keys()  # the original layout
+    live = clip_model.state_dict()
+    scale = LORA["peft_alpha"] / LORA["peft_rank"]
+    adapted = 0
+    for name, weight in merged.items():
+        ending = next((e for e in LIVE_ADAPTERS if name.endswith(e) and name.startswith("visual.")), None)
+        if ending is None:
+            assert torch.equal(weight, pretrained[name]), name
+            continue
+        prefix = name[: -len(ending)] + LIVE_ADAPTERS[ending]
+        a, b = live[prefix + "lora_A.default.weight"], live[prefix + "lora_B.default.weight"]
+        torch.testing.assert_close(weight, pretrained[name] + scale * b @ a, rtol=0, atol=1e-6)
+        assert 0 < torch.linalg.matrix_rank(weight - pretrained[name]) <= LORA["peft_rank"]
+        adapted += 1
+    assert adapted == 3 * 4  # three weights in each of the four blocks
+    torch.save(checkpoint, tmp_path / "lora.pt")
+    resumed, resumed_header = training_run.build_models(config, "cpu")
+    load_bike_weights(tmp_path / "lora.pt", resumed, resumed_header)
+    restored = resumed.state_dict()
+    assert restored.keys() == live.keys() and all(torch.equal(restored[k], live[k]) for k in live)
+    del checkpoint[LORA_KEY]
+    torch.save(checkpoint, tmp_path / "merged_only.pt")
+    with pytest.raises(WeightsMismatchError, match="holds no LoRA adapters"):
+        load_bike_weights(tmp_path / "merged_only.pt", resumed, resumed_header)

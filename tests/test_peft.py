@@ -128,3 +128,87 @@ def test_the_checkpoint_holds_pretrained_plus_a_rank_r_update_and_restores_the_a
     torch.save(checkpoint, tmp_path / "merged_only.pt")
     with pytest.raises(WeightsMismatchError, match="holds no LoRA adapters"):
         load_bike_weights(tmp_path / "merged_only.pt", resumed, resumed_header)
+
+
+@pytest.mark.parametrize("network, message", [
+    ({"arch": "RN-Tiny"}, "the image encoder is a ModifiedResNet, and lora and aim adapt ViT encoders only"),
+    ({"peft_targets": ["in_proj", "q_proj"]}, "'q_proj' matches no module of the image encoder's blocks"),
+    ({"peft_rank": 0}, "network.peft_rank must be at least 1"),
+    ({"peft_dropout": 0.1}, "network.peft_dropout 0.1: peft cannot apply dropout to the fused in_proj"),
+    ({"fix_video": True}, "which network.fix_video freezes whole"),
+])
+def test_what_lora_cannot_do_is_one_error_line(network, message, tiny_config, capsys, monkeypatch):
+    monkeypatch.delenv("BIKE_TRACEBACK", raising=False)
+    path = tiny_config.write(network={"peft": "lora", **network},
+                             data={"input_size": 64} if network.get("arch") == "RN-Tiny" else {})
+    with pytest.raises(SystemExit):
+        report_user_errors(lambda: training_run.build_models(load_config(path), "cpu"))
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and error.count("\n") == 1 and message in error, error
+
+
+@pytest.mark.slow
+def test_a_lora_run_killed_mid_epoch_and_resumed_ends_bit_identical(tiny_config):
+    config = tiny_config.write(network=LORA, data={"workers": 2, "batch_size": 2}, solver={"epochs": 2})
+    train_program.main(["--config", config, "--log_time", "whole", "--cpu", "--no_progress"])
+    interrupted = tiny_config.run_folder("killed")
+    arguments = ["--config", config, "--log_time", "killed", "--cpu", "--no_progress"]
+    killed_mid_run("train.py", arguments, r"epoch 2/2 \[2/4\]")
+    assert torch.load(interrupted / "last_model.pt", weights_only=True)["epoch"] == 0
+    train_program.main(arguments + [f"resume={interrupted / 'last_model.pt'}"])
+    final = torch.load(interrupted / "last_model.pt", weights_only=True)
+    reference = torch.load(tiny_config.run_folder("whole") / "last_model.pt", weights_only=True)
+    assert final["epoch"] == reference["epoch"] == 1 and reference[LORA_KEY]
+    assert_same_tensors(final, reference, ("model_state_dict", LORA_KEY, "fusion_model_state_dict",
+                                           "optimizer_state_dict"))
+
+
+@pytest.fixture(scope="module")
+def lora_run(tiny_dataset, tmp_path_factory):
+    """A one-epoch LoRA run (lr high enough that the adapters move) and a one-video config."""
+    from tests.tiny_run import TinyConfig
+    folder = tmp_path_factory.mktemp("lora_run")
+    tiny = TinyConfig(tiny_dataset, folder)
+    config = tiny.write(network=dict(LORA, peft_alpha=64.0), solver={"epochs": 1, "lr": 1e-2})
+    train_program.main(["--config", config, "--log_time", "run", "--cpu", "--no_progress"])
+    one_video, video = one_video_config(tiny, folder, "video")
+    return {"config": config, "weights": str(tiny.run_folder("run") / "last_model.pt"), "folder": folder,
+            "one_video": one_video, "video": video}
+
+
+def unmerged_model(config, weights):
+    """The run's model as it trained (peft's adapters beside the frozen weights), for test.py."""
+    clip_model, header = training_run.build_models(config, "cpu")
+    load_bike_weights(weights, clip_model, header)
+    return VideoEncoder(clip_model).eval(), header.eval()
+
+
+@pytest.mark.slow
+def test_test_py_scores_the_merged_checkpoint_as_the_unmerged_model(lora_run, monkeypatch):
+    def scores(name, weights=lora_run["weights"]):
+        path = lora_run["folder"] / f"{name}.pt"
+        test_program.main(["--config", lora_run["config"], "--weights", weights, "--cpu", *FP32,
+                           "--no_progress", "--save_scores", str(path)])
+        return torch.load(path, weights_only=True)["scores"]
+    merged = scores("merged")
+    checkpoint = torch.load(lora_run["weights"], weights_only=True)  # the same without the LoRA updates
+    base = {name.replace(".base_layer", ""): value for name, value in checkpoint[LORA_KEY].items()
+            if ".lora_" not in name}
+    checkpoint["model_state_dict"].update(base)
+    torch.save(checkpoint, lora_run["folder"] / "without_updates.pt")
+    without_updates = scores("without_updates", str(lora_run["folder"] / "without_updates.pt"))
+    monkeypatch.setattr(test_program, "load_video_model", lambda config, weights, *_: unmerged_model(config, weights))
+    unmerged = scores("unmerged")
+    # the updates move the (near-uniform) probabilities far more than fp32 rounding does, and are merged
+    assert (merged - without_updates).abs().max() > 1e-4
+    torch.testing.assert_close(merged, unmerged, rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_export_and_the_app_load_a_lora_checkpoint(lora_run):
+    out = lora_run["folder"] / "model.pt2"
+    export_tool.main(["--config", lora_run["one_video"], "--weights", lora_run["weights"], "--frame_size", "32x32",
+                      "--out", str(out)])
+    assert out.stat().st_size > 0
+    predictor = Predictor(load_config(lora_run["one_video"]), ["moving left", "growing"], lora_run["weights"])
+    assert predictor.predict(lora_run["video"]).probabilities.shape == (2,)

@@ -5,7 +5,8 @@ A frozen CLIP ViT learns space-time reasoning through a few small modules per re
      position attends to the same position in the clip's other frames), then a T-Adapter, added to the stream;
   2. the block's spatial attention, then an S-Adapter (with its own skip connection);
   3. the block's MLP, with an MLP-Adapter beside it, scaled by 0.5.
-Before the first block, a learned time embedding is added to every token of each frame.
+Before the first block, a learned time embedding is added to every token of each frame (AIM adds it before
+`ln_pre`; here it enters with the first block, so the tower's own forward stays as it is).
 
 Every adapter's last layer (and the time embedding) starts at zero, so at step 0 the adapted tower computes the
 frozen tower's numbers exactly: each extra term is an exact zero added to the value the original block adds.
@@ -108,7 +109,7 @@ class AIMBlock(nn.Module):
         x = x + self.drop_path(temporal)
         x = x + self.drop_path(self.ls_1(self.aim_spatial(self.attend(self.ln_1(x)))))
         normed = self.ln_2(x)
-        # The zero MLP-Adapter is added to the MLP's output, not to x, so that x + mlp rounds as before.
+        # The MLP-Adapter joins the MLP's branch: one drop-path draw for the branch, as the original block makes.
         return x + self.drop_path(self.ls_2(self.mlp(normed)) + MLP_ADAPTER_SCALE * self.aim_mlp(normed))
 
 

@@ -61,7 +61,7 @@ def vit_blocks(visual: nn.Module, mode: str) -> nn.Module:
 
 def is_adapter_parameter(name: str) -> bool:
     """Whether a parameter name is an adapter's (LoRA's or AIM's) rather than a pretrained weight."""
-    return ".lora_" in name or name.startswith("lora_") or is_aim_parameter(name)
+    return ".lora_" in name or is_aim_parameter(name)
 
 
 def import_peft():
@@ -78,6 +78,7 @@ def add_lora(blocks: nn.Module, visual: nn.Module, targets: list, rank: int, alp
     Linear of the block by its attribute name (c_fc, c_proj). A name that matches nothing is an error."""
     peft = import_peft()
     prefix = next(name for name, module in visual.named_modules() if module is blocks)
+    attentions = [f"{name}." for name, module in blocks.named_modules() if isinstance(module, nn.MultiheadAttention)]
     module_targets, parameter_targets = [], []
     for target in dict.fromkeys(targets):
         found = False
@@ -94,8 +95,7 @@ def add_lora(blocks: nn.Module, visual: nn.Module, targets: list, rank: int, alp
                 parameter_targets.append(f"{full}.in_proj_weight")
                 found = True
             elif name.rsplit(".", 1)[-1] == target and isinstance(module, nn.Linear):
-                if not any(isinstance(parent, nn.MultiheadAttention) and full.startswith(f"{prefix}.{parent_name}.")
-                           for parent_name, parent in blocks.named_modules()):
+                if not name.startswith(tuple(attentions)):  # else adapted with its nn.MultiheadAttention
                     module_targets.append(full)
                 found = True
         if not found:
@@ -108,17 +108,20 @@ def add_lora(blocks: nn.Module, visual: nn.Module, targets: list, rank: int, alp
                                 "in_proj out of network.peft_targets")
     # Two injections, Linear layers first: peft wraps a module that holds a targeted parameter, after which it
     # no longer finds the Linear layers inside it.
+    configs = []
+    if module_targets:
+        configs.append(peft.LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout,
+                                       target_modules=sorted(set(module_targets))))
+    if parameter_targets:
+        configs.append(peft.LoraConfig(r=rank, lora_alpha=alpha, target_parameters=parameter_targets))
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
-        for options in ({"target_modules": sorted(set(module_targets)), "lora_dropout": dropout},
-                        {"target_parameters": parameter_targets}):
-            if next(iter(options.values())):
-                config = peft.LoraConfig(r=rank, lora_alpha=alpha, **options)
-                peft.inject_adapter_in_model(config, visual, adapter_name=ADAPTER)
+        warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")  # the second injection
+        for config in configs:
+            peft.inject_adapter_in_model(config, visual, adapter_name=ADAPTER)
 
 
 def lora_layers(model: nn.Module) -> list:
-    """(live module name, name of the parameter its update adds to) of every peft LoRA layer of `model`."""
+    """(layer, live name of the parameter its update adds to) of every peft LoRA layer of `model`."""
     if not any(".lora_" in name for name, _ in model.named_parameters()):
         return []
     from peft.tuners.lora import LoraLayer, ParamWrapper

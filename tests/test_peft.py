@@ -157,7 +157,7 @@ def test_what_lora_cannot_do_is_one_error_line(network, message, tiny_config, ca
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["lora", "aim"])
 def test_a_run_killed_mid_epoch_and_resumed_ends_bit_identical(mode, tiny_config):
-    config = tiny_config.write(network=MODES[mode], solver={"epochs": 2})
+    config = tiny_config.write(network={"fix_text": True, **MODES[mode]}, solver={"epochs": 2})
     train_program.main(["--config", config, "--log_time", "whole", "--cpu", "--no_progress"])
     interrupted = tiny_config.run_folder("killed")
     arguments = ["--config", config, "--log_time", "killed", "--cpu", "--no_progress"]
@@ -184,7 +184,7 @@ def peft_runs(tiny_dataset, tmp_path_factory):
         if mode not in runs:
             folder = tmp_path_factory.mktemp(f"{mode}_run")
             tiny = TinyConfig(tiny_dataset, folder)
-            tiny.values["network"].update(dict(LORA, peft_alpha=64.0) if mode == "lora" else AIM)
+            tiny.values["network"].update(fix_text=True, **(dict(LORA, peft_alpha=64.0) if mode == "lora" else AIM))
             config = tiny.write("train.yaml", solver={"epochs": 1, "lr": 1e-2})
             train_program.main(["--config", config, "--log_time", "run", "--cpu", "--no_progress"])
             one_video, video = one_video_config(tiny, folder, "video")  # the network section as trained

@@ -31,6 +31,9 @@ run model_b16.txt "$python" benchmarks/bench_model.py --arch ViT-B/16 --batch 32
 run train_b16.txt "$python" benchmarks/bench_train.py --arch ViT-B/16 --batch 32 --workers "$workers" --steps 40 --warmup 5
 # The original implementation always recomputes activations: compare its memory figures with the grad ckpt lines.
 run model_l14.txt "$python" benchmarks/bench_model.py --arch ViT-L/14 --batch 32 --seconds 5 --grad_checkpointing
+# Parameter-efficient fine-tuning (network.peft): trainable parameters, exact memory projected to batch 32 / 16,
+# bf16 step time of full fine-tuning, lora and aim, with and without gradient checkpointing.
+run peft.txt "$python" benchmarks/bench_peft.py --archs ViT-B/16 ViT-L/14 --steps 5
 run model_b16_compile.txt timeout 300 "$python" benchmarks/bench_model.py --arch ViT-B/16 --batch 32 --seconds 5 --compile
 
 # Decoding on the GPU (data.decode_device: cuda): TorchCodec NVDEC and nvJPEG against the CPU, clips/s.

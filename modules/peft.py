@@ -10,6 +10,10 @@ nn.MultiheadAttention (open_clip's attention, adapted as one unit with its out_p
 (out_proj, c_fc, c_proj) are peft's LoRA Linear layers. peft renames what it wraps (`...base_layer.weight`,
 `...lora_A.default.weight`): `merged_state_dict` gives the original names with each update merged, so a
 LoRA checkpoint loads like any BIKE checkpoint, and `lora_resume_state` what an exact resume needs beyond it.
+
+`aim` adds modules/aim.py's adapters, which keep every original name and add `aim_*` ones: an AIM checkpoint
+holds them beside the CLIP weights, and a program that loads it calls `apply_peft` with the checkpoint's
+recorded network section first (workflows/inference.checkpoint_clip).
 """
 import re
 import warnings
@@ -18,6 +22,7 @@ import torch
 from torch import nn
 
 from clip.model import ArchitectureError, load_weights
+from modules.aim import add_aim_adapters, is_aim_parameter
 
 ADAPTER = "default"  # peft's adapter name: the one set of adapters a run trains
 PEFT_INSTALL_HINT = "pip install -r requirements-peft.txt (Hugging Face's peft)"
@@ -36,6 +41,8 @@ def apply_peft(clip_model: nn.Module, network, num_frames: int) -> None:
     if mode == "lora":
         add_lora(blocks, visual, list(network.get("peft_targets", ("in_proj", "out_proj"))),
                  network.get("peft_rank", 8), network.get("peft_alpha", 16.0), network.get("peft_dropout", 0.0))
+    elif mode == "aim":
+        add_aim_adapters(visual, num_frames, network.get("aim_bottleneck_ratio", 0.25))
     else:
         raise ArchitectureError(f"network.peft {mode!r}: expected none, lora or aim")
     for name, parameter in visual.named_parameters():
@@ -53,8 +60,8 @@ def vit_blocks(visual: nn.Module, mode: str) -> nn.Module:
 
 
 def is_adapter_parameter(name: str) -> bool:
-    """Whether a parameter name is an adapter's (trained under peft) rather than a pretrained weight."""
-    return ".lora_" in name or name.startswith("lora_")
+    """Whether a parameter name is an adapter's (LoRA's or AIM's) rather than a pretrained weight."""
+    return ".lora_" in name or is_aim_parameter(name)
 
 
 def import_peft():
@@ -71,6 +78,7 @@ def add_lora(blocks: nn.Module, visual: nn.Module, targets: list, rank: int, alp
     Linear of the block by its attribute name (c_fc, c_proj). A name that matches nothing is an error."""
     peft = import_peft()
     prefix = next(name for name, module in visual.named_modules() if module is blocks)
+    attentions = [f"{name}." for name, module in blocks.named_modules() if isinstance(module, nn.MultiheadAttention)]
     module_targets, parameter_targets = [], []
     for target in dict.fromkeys(targets):
         found = False
@@ -87,8 +95,7 @@ def add_lora(blocks: nn.Module, visual: nn.Module, targets: list, rank: int, alp
                 parameter_targets.append(f"{full}.in_proj_weight")
                 found = True
             elif name.rsplit(".", 1)[-1] == target and isinstance(module, nn.Linear):
-                if not any(isinstance(parent, nn.MultiheadAttention) and full.startswith(f"{prefix}.{parent_name}.")
-                           for parent_name, parent in blocks.named_modules()):
+                if not name.startswith(tuple(attentions)):  # else adapted with its nn.MultiheadAttention
                     module_targets.append(full)
                 found = True
         if not found:
@@ -101,17 +108,20 @@ def add_lora(blocks: nn.Module, visual: nn.Module, targets: list, rank: int, alp
                                 "in_proj out of network.peft_targets")
     # Two injections, Linear layers first: peft wraps a module that holds a targeted parameter, after which it
     # no longer finds the Linear layers inside it.
+    configs = []
+    if module_targets:
+        configs.append(peft.LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout,
+                                       target_modules=sorted(set(module_targets))))
+    if parameter_targets:
+        configs.append(peft.LoraConfig(r=rank, lora_alpha=alpha, target_parameters=parameter_targets))
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
-        for options in ({"target_modules": sorted(set(module_targets)), "lora_dropout": dropout},
-                        {"target_parameters": parameter_targets}):
-            if next(iter(options.values())):
-                config = peft.LoraConfig(r=rank, lora_alpha=alpha, **options)
-                peft.inject_adapter_in_model(config, visual, adapter_name=ADAPTER)
+        warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")  # the second injection
+        for config in configs:
+            peft.inject_adapter_in_model(config, visual, adapter_name=ADAPTER)
 
 
 def lora_layers(model: nn.Module) -> list:
-    """(live module name, name of the parameter its update adds to) of every peft LoRA layer of `model`."""
+    """(layer, live name of the parameter its update adds to) of every peft LoRA layer of `model`."""
     if not any(".lora_" in name for name, _ in model.named_parameters()):
         return []
     from peft.tuners.lora import LoraLayer, ParamWrapper
@@ -155,9 +165,11 @@ def lora_resume_state(model: nn.Module) -> dict:
 
     Keys are the live (peft) names; empty for a model without LoRA."""
     layers = lora_layers(model)
+    if not layers:
+        return {}
     adapted = {original_name(name) for _, name in layers}
     return {name: value for name, value in model.state_dict().items()
-            if is_adapter_parameter(name) or (original_name(name) in adapted and layers)}
+            if ".lora_" in name or original_name(name) in adapted}
 
 
 def load_lora_training_state(model: nn.Module, merged: dict, stored: dict, what: str) -> None:

@@ -61,6 +61,11 @@ def test_co_training_checkpoint_is_evaluated_fused_by_test_py(co_run, tiny_datas
             ATTRIBUTES_HEAD_KEY} <= set(state) and state["epoch"] == 1
     log = (co_run.folder / "log.txt").read_text()
     assert "attributes branch mean loss" in log and "fused (0.7 video + 0.3 attributes): Overall Prec@1" in log
+    # N: the elements of AdamW's first moments (one per trained parameter); M: every saved model tensor
+    trained = sum(moments["exp_avg"].numel() for moments in state["optimizer_state_dict"]["state"].values())
+    total = sum(t.numel() for key in ("model_state_dict", "fusion_model_state_dict", ATTRIBUTES_HEAD_KEY)
+                for t in state[key].values())
+    assert f"trainable parameters: {trained:,} of {total:,} (" in log
 
     scores_file = tmp_path / "scores.pt"
     test_program.main(["--config", co_run.config, "--weights", str(co_run.folder / "last_model.pt"), "--cpu",

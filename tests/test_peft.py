@@ -1,7 +1,9 @@
-"""network.peft: LoRA (through peft) on the image tower: exact at step 0, only adapters train, a checkpoint
-holds the merged weights (pretrained + a rank-r update, computed here by plain tensor math) that test.py,
-export and the app load as any checkpoint, and a killed run resumes bit-identically."""
+"""network.peft: LoRA (through peft) and AIM adapters on the image tower: exact at step 0, only adapters train,
+a LoRA checkpoint holds the merged weights (pretrained + a rank-r update, computed here by plain tensor math)
+that test.py, export and the app load as any checkpoint, an AIM checkpoint is loaded with its adapters, and a
+killed run resumes bit-identically."""
 import contextlib
+import copy
 import json
 
 import open_clip
@@ -11,7 +13,7 @@ import torch
 import clip
 import test as test_program
 import train as train_program
-from modules.peft import apply_peft
+from modules.peft import apply_peft, is_adapter_parameter
 from tests.resume_checks import assert_same_tensors, killed_mid_run
 from tests.tiny_run import FP32, one_video_config
 from tools import export as export_tool
@@ -26,6 +28,8 @@ from modules.video_clip import VideoEncoder
 from modules import text_prompt
 
 LORA = {"peft": "lora", "peft_rank": 2, "peft_alpha": 3.0, "peft_targets": ["in_proj", "out_proj", "c_fc"]}
+AIM = {"peft": "aim", "aim_bottleneck_ratio": 0.125}
+MODES = {"lora": LORA, "aim": AIM}
 ADAPTED = ("attn.in_proj_weight", "attn.out_proj.weight", "mlp.c_fc.weight")
 
 
@@ -40,26 +44,28 @@ def open_clip_tiny_vit(tmp_path):
 
 
 def randomised_updates(model):
-    """Non-zero LoRA B matrices (they start at zero), as after some training."""
+    """Non-zero LoRA B matrices and AIM adapters (they start at zero), as after some training."""
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
-            if ".lora_B." in name:
+            if ".lora_B." in name or ".aim_" in name:
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.1)
 
 
 @pytest.mark.parametrize("backbone", ["openai", "open_clip"])
-def test_lora_at_step_zero_gives_the_frozen_clips_outputs_exactly(backbone, tmp_path):
+@pytest.mark.parametrize("mode", ["lora", "aim"])
+def test_at_step_zero_the_adapted_tower_gives_the_frozen_clips_outputs_exactly(mode, backbone, tmp_path):
     torch.manual_seed(0)
     model = clip.create_model("ViT-Tiny/16", image_resolution=32) if backbone == "openai" \
         else open_clip_tiny_vit(tmp_path)
-    images = torch.randn(4, 3, 32, 32)
+    images = torch.randn(4, 3, 32, 32)  # two clips of two frames
     expected = model.encode_image(images)
-    apply_peft(model, dict(LORA, peft_targets=["in_proj", "out_proj", "c_fc", "c_proj"]), num_frames=4)
+    apply_peft(model, dict(MODES[mode], peft_targets=["in_proj", "out_proj", "c_fc", "c_proj"]), num_frames=2)
     assert torch.equal(model.encode_image(images), expected)
     adapters = [name for name, p in model.named_parameters() if p.requires_grad and name.startswith("visual.")]
-    # an A and a B for q/k/v, out_proj and both MLP layers of every block
-    assert len(adapters) == 2 * 4 * len(model.visual.transformer.resblocks) and all(".lora_" in name for name in adapters)
+    assert adapters and all((".lora_" if mode == "lora" else ".aim_") in name for name in adapters)
+    if mode == "lora":  # an A and a B for q/k/v, out_proj and both MLP layers of every block
+        assert len(adapters) == 2 * 4 * len(model.visual.transformer.resblocks)
     randomised_updates(model)
     assert not torch.allclose(model.encode_image(images), expected)  # the adapters are on the forward path
 
@@ -68,8 +74,9 @@ def tiny_training_config(tiny_config, **network):
     return load_config(tiny_config.write(network={"fix_text": True, **LORA, **network}))
 
 
-def test_a_step_changes_only_the_adapters_the_header_and_the_logit_scale(tiny_config):
-    config = tiny_training_config(tiny_config, grad_checkpointing=True)
+@pytest.mark.parametrize("mode", ["lora", "aim"])
+def test_a_step_changes_only_the_adapters_the_header_and_the_logit_scale(mode, tiny_config):
+    config = load_config(tiny_config.write(network={"fix_text": True, "grad_checkpointing": True, **MODES[mode]}))
     clip_model, header = training_run.build_models(config, "cpu")
     before = {name: t.clone() for module in (clip_model, header) for name, t in module.state_dict().items()}
     optimizer = torch.optim.SGD([p for m in (clip_model, header) for p in m.parameters() if p.requires_grad], lr=0.1)
@@ -84,8 +91,8 @@ def test_a_step_changes_only_the_adapters_the_header_and_the_logit_scale(tiny_co
     changed = {name for name in before if not torch.equal(before[name], after[name])}
     assert "logit_scale" in changed
     visual = {name for name in changed if name.startswith("visual.")}
-    assert visual and all(".lora_" in name for name in visual)  # only adapters in the image tower
-    assert any(".lora_B." in name for name in visual)
+    assert visual and all(is_adapter_parameter(name) for name in visual)  # only adapters in the image tower
+    assert any(".lora_B." in name or ".fc2." in name for name in visual)  # the zero-initialised layers moved
     assert changed - visual - {"logit_scale"} <= set(header.state_dict())
 
 
@@ -97,6 +104,7 @@ LIVE_ADAPTERS = {"attn.in_proj_weight": "attn.", "attn.out_proj.weight": "attn.b
 def test_the_checkpoint_holds_pretrained_plus_a_rank_r_update_and_restores_the_adapters(tiny_config, tmp_path):
     config = tiny_training_config(tiny_config)
     clip_model, header = training_run.build_models(config, "cpu")
+    resumed, resumed_header = copy.deepcopy(clip_model), copy.deepcopy(header)  # as a resumed run builds them
     torch.manual_seed(config.seed)
     pretrained = training_run.build_clip(config).state_dict()
     randomised_updates(clip_model)
@@ -120,7 +128,6 @@ def test_the_checkpoint_holds_pretrained_plus_a_rank_r_update_and_restores_the_a
         adapted += 1
     assert adapted == 3 * 4  # three weights in each of the four blocks
     torch.save(checkpoint, tmp_path / "lora.pt")
-    resumed, resumed_header = training_run.build_models(config, "cpu")
     load_bike_weights(tmp_path / "lora.pt", resumed, resumed_header)
     restored = resumed.state_dict()
     assert restored.keys() == live.keys() and all(torch.equal(restored[k], live[k]) for k in live)
@@ -148,67 +155,85 @@ def test_what_lora_cannot_do_is_one_error_line(network, message, tiny_config, ca
 
 
 @pytest.mark.slow
-def test_a_lora_run_killed_mid_epoch_and_resumed_ends_bit_identical(tiny_config):
-    config = tiny_config.write(network=LORA, data={"workers": 2, "batch_size": 2}, solver={"epochs": 2})
+@pytest.mark.parametrize("mode", ["lora", "aim"])
+def test_a_run_killed_mid_epoch_and_resumed_ends_bit_identical(mode, tiny_config):
+    config = tiny_config.write(network=MODES[mode], solver={"epochs": 2})
     train_program.main(["--config", config, "--log_time", "whole", "--cpu", "--no_progress"])
     interrupted = tiny_config.run_folder("killed")
     arguments = ["--config", config, "--log_time", "killed", "--cpu", "--no_progress"]
-    killed_mid_run("train.py", arguments, r"epoch 2/2 \[2/4\]")
+    killed_mid_run("train.py", arguments, r"epoch 2/2 \[1/2\]")
     assert torch.load(interrupted / "last_model.pt", weights_only=True)["epoch"] == 0
     train_program.main(arguments + [f"resume={interrupted / 'last_model.pt'}"])
     final = torch.load(interrupted / "last_model.pt", weights_only=True)
     reference = torch.load(tiny_config.run_folder("whole") / "last_model.pt", weights_only=True)
-    assert final["epoch"] == reference["epoch"] == 1 and reference[LORA_KEY]
-    assert_same_tensors(final, reference, ("model_state_dict", LORA_KEY, "fusion_model_state_dict",
-                                           "optimizer_state_dict"))
+    assert final["epoch"] == reference["epoch"] == 1
+    assert (LORA_KEY in reference) == (mode == "lora")
+    assert any(is_adapter_parameter(name) for name in reference.get(LORA_KEY, reference["model_state_dict"]))
+    assert_same_tensors(final, reference, ("model_state_dict", "fusion_model_state_dict", "optimizer_state_dict")
+                        + ((LORA_KEY,) if mode == "lora" else ()))
 
 
 @pytest.fixture(scope="module")
-def lora_run(tiny_dataset, tmp_path_factory):
-    """A one-epoch LoRA run (lr high enough that the adapters move) and a one-video config."""
+def peft_runs(tiny_dataset, tmp_path_factory):
+    """mode -> a one-epoch run of that mode (trained once, when first asked for) and a one-video config. LoRA's
+    peft_alpha is high, so that its updates move the tiny model's near-uniform scores measurably."""
     from tests.tiny_run import TinyConfig
-    folder = tmp_path_factory.mktemp("lora_run")
-    tiny = TinyConfig(tiny_dataset, folder)
-    config = tiny.write(network=dict(LORA, peft_alpha=64.0), solver={"epochs": 1, "lr": 1e-2})
-    train_program.main(["--config", config, "--log_time", "run", "--cpu", "--no_progress"])
-    one_video, video = one_video_config(tiny, folder, "video")
-    return {"config": config, "weights": str(tiny.run_folder("run") / "last_model.pt"), "folder": folder,
-            "one_video": one_video, "video": video}
+    runs = {}
+
+    def run(mode):
+        if mode not in runs:
+            folder = tmp_path_factory.mktemp(f"{mode}_run")
+            tiny = TinyConfig(tiny_dataset, folder)
+            tiny.values["network"].update(dict(LORA, peft_alpha=64.0) if mode == "lora" else AIM)
+            config = tiny.write("train.yaml", solver={"epochs": 1, "lr": 1e-2})
+            train_program.main(["--config", config, "--log_time", "run", "--cpu", "--no_progress"])
+            one_video, video = one_video_config(tiny, folder, "video")  # the network section as trained
+            runs[mode] = {"config": config, "weights": str(tiny.run_folder("run") / "last_model.pt"),
+                          "folder": folder, "one_video": one_video, "video": video}
+        return runs[mode]
+    return run
 
 
 def unmerged_model(config, weights):
-    """The run's model as it trained (peft's adapters beside the frozen weights), for test.py."""
+    """The run's model as it trained (the adapters beside the frozen weights), for test.py."""
     clip_model, header = training_run.build_models(config, "cpu")
     load_bike_weights(weights, clip_model, header)
     return VideoEncoder(clip_model).eval(), header.eval()
 
 
 @pytest.mark.slow
-def test_test_py_scores_the_merged_checkpoint_as_the_unmerged_model(lora_run, monkeypatch):
-    def scores(name, weights=lora_run["weights"]):
-        path = lora_run["folder"] / f"{name}.pt"
-        test_program.main(["--config", lora_run["config"], "--weights", weights, "--cpu", *FP32,
+@pytest.mark.parametrize("mode", ["lora", "aim"])
+def test_test_py_scores_the_checkpoint_as_the_model_that_trained(mode, peft_runs, monkeypatch):
+    """test.py builds the model from the checkpoint alone: LoRA's merged weights, AIM's adapters from the
+    recorded config; the reference is the training model restored as a resumed run restores it."""
+    run = peft_runs(mode)
+
+    def scores(name, weights=run["weights"]):
+        path = run["folder"] / f"{name}.pt"
+        test_program.main(["--config", run["config"], "--weights", weights, "--cpu", *FP32,
                            "--no_progress", "--save_scores", str(path)])
         return torch.load(path, weights_only=True)["scores"]
-    merged = scores("merged")
-    checkpoint = torch.load(lora_run["weights"], weights_only=True)  # the same without the LoRA updates
-    base = {name.replace(".base_layer", ""): value for name, value in checkpoint[LORA_KEY].items()
-            if ".lora_" not in name}
-    checkpoint["model_state_dict"].update(base)
-    torch.save(checkpoint, lora_run["folder"] / "without_updates.pt")
-    without_updates = scores("without_updates", str(lora_run["folder"] / "without_updates.pt"))
+    from_checkpoint = scores("from_checkpoint")
+    if mode == "lora":
+        checkpoint = torch.load(run["weights"], weights_only=True)  # the same without the LoRA updates
+        base = {name.replace(".base_layer", ""): value for name, value in checkpoint[LORA_KEY].items()
+                if ".lora_" not in name}
+        checkpoint["model_state_dict"].update(base)
+        torch.save(checkpoint, run["folder"] / "without_updates.pt")
+        without_updates = scores("without_updates", str(run["folder"] / "without_updates.pt"))
+        # the updates move the (near-uniform) probabilities far more than fp32 rounding does, and are merged
+        assert (from_checkpoint - without_updates).abs().max() > 1e-4
     monkeypatch.setattr(test_program, "load_video_model", lambda config, weights, *_: unmerged_model(config, weights))
-    unmerged = scores("unmerged")
-    # the updates move the (near-uniform) probabilities far more than fp32 rounding does, and are merged
-    assert (merged - without_updates).abs().max() > 1e-4
-    torch.testing.assert_close(merged, unmerged, rtol=0, atol=1e-6)
+    torch.testing.assert_close(from_checkpoint, scores("trained_model"), rtol=0, atol=1e-6)
 
 
 @pytest.mark.slow
-def test_export_and_the_app_load_a_lora_checkpoint(lora_run):
-    out = lora_run["folder"] / "model.pt2"
-    export_tool.main(["--config", lora_run["one_video"], "--weights", lora_run["weights"], "--frame_size", "32x32",
+@pytest.mark.parametrize("mode", ["lora", "aim"])
+def test_export_and_the_app_load_the_checkpoint(mode, peft_runs):
+    run = peft_runs(mode)
+    out = run["folder"] / "model.pt2"
+    export_tool.main(["--config", run["one_video"], "--weights", run["weights"], "--frame_size", "32x32",
                       "--out", str(out)])
     assert out.stat().st_size > 0
-    predictor = Predictor(load_config(lora_run["one_video"]), ["moving left", "growing"], lora_run["weights"])
-    assert predictor.predict(lora_run["video"]).probabilities.shape == (2,)
+    predictor = Predictor(load_config(run["one_video"]), ["moving left", "growing"], run["weights"])
+    assert predictor.predict(run["video"]).probabilities.shape == (2,)

@@ -8,7 +8,9 @@ from modules.video_clip import VideoEncoder, class_features
 from clip.model import load_weights
 from clip import open_clip_backbone
 from utils.checkpoint import MODEL_KEY, load_header_weights, read_checkpoint, trained_epoch_label
-from clip.weights import strip_module_prefix
+from clip.weights import WeightsMismatchError, strip_module_prefix
+from modules.aim import is_aim_parameter
+from modules.peft import apply_peft
 from workflows.evaluation import evaluation_loader
 from utils.precision import inference_weight_dtype
 from workflows.options import add_override_arguments, add_program_arguments, add_view_arguments
@@ -52,18 +54,32 @@ def checkpoint_clip(checkpoint, config, path):
     """The CLIP model of a BIKE checkpoint, its weights loaded.
 
     OpenAI's is sized from the weights. An open_clip model is rebuilt (no download) from the arch and
-    pretrained tag the checkpoint's config records (else the given config's), then loaded strictly.
+    pretrained tag the checkpoint's config records (else the given config's), then loaded strictly. AIM
+    adapters (a network.peft aim run's) are added as the checkpoint's config records them before loading; a
+    LoRA run's checkpoint holds merged weights and loads as any other.
     """
     network = config.network
-    recorded = (checkpoint.get("config") or {}).get("network") or {}
+    recorded_config = checkpoint.get("config") or {}
+    recorded = recorded_config.get("network") or {}
     arch = recorded.get("arch") or network.arch
     state = strip_module_prefix(checkpoint[MODEL_KEY])
+    num_frames = config.data.num_segments * config.data.seg_length
     if not open_clip_backbone.is_open_clip_arch(arch):
-        return clip.build_model(state, num_frames=config.data.num_segments * config.data.seg_length,
-                                joint_st=network.joint_st)
-    if arch != network.arch:
-        logger.warning("%s was trained from %s, not network.arch %s: building %s", path, arch, network.arch, arch)
-    model = open_clip_backbone.load(arch, recorded.get("pretrained", network.pretrained), load_weights=False)
+        model = clip.build_model({k: v for k, v in state.items() if not is_aim_parameter(k)}, num_frames=num_frames,
+                                 joint_st=network.joint_st)
+    else:
+        if arch != network.arch:
+            logger.warning("%s was trained from %s, not network.arch %s: building %s", path, arch, network.arch,
+                           arch)
+        model = open_clip_backbone.load(arch, recorded.get("pretrained", network.pretrained), load_weights=False)
+    if recorded.get("peft") == "aim":
+        data = recorded_config.get("data") or {}
+        trained_frames = data.get("num_segments", 8) * data.get("seg_length", 1)
+        if trained_frames != num_frames:
+            raise WeightsMismatchError(f"{path} has AIM adapters trained on clips of {trained_frames} frames, whose "
+                                       f"temporal attention needs the same here: set data.num_segments x "
+                                       f"data.seg_length to {trained_frames} (it is {num_frames})")
+        apply_peft(model, recorded, num_frames)
     load_weights(model, state, what=f"'{MODEL_KEY}' of {path}")
     return model
 

@@ -50,6 +50,6 @@ print(f"| {row} | {100 * top1:.1f}% | {100 * pair:.1f}% | {100 * direction:.1f}%
 EOF
 )")
 done
-echo "| image tower | test top-1 | right pair of classes | right direction within the pair | trainable parameters | time |"
+echo "| image tower | test top-1 | right pair of classes | right direction within the pair | trainable parameters | time (training + test) |"
 echo "| --- | --- | --- | --- | --- | --- |"
 printf "%s\n" "${lines[@]}"

@@ -94,7 +94,7 @@ class AIMBlock(nn.Module):
         return x.view(frames // self.num_frames, self.num_frames, length, width)
 
     def temporal_attention(self, x: torch.Tensor) -> torch.Tensor:
-        """Each token position attends to itself in the clip's T frames, with the block's own attention."""
+        """[B, T, L, D]: each token position attends across the clip's T frames, with the block's own attention."""
         clips, frames, length, width = x.shape
         over_time = x.transpose(1, 2).reshape(clips * length, frames, width)
         out = self.attend(self.ln_1(over_time))

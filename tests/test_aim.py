@@ -65,9 +65,8 @@ def clips(count, seed=2):
 
 
 @pytest.mark.parametrize("name", TOWERS)
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-@pytest.mark.parametrize("mode", ["eval", "train with checkpointing"])
-def test_at_step_zero_the_adapted_tower_computes_the_frozen_towers_numbers_exactly(name, precision, mode):
+@pytest.mark.parametrize("mode, precision", [("eval", "fp32"), ("eval", "bf16"), ("train with checkpointing", "bf16")])
+def test_at_step_zero_the_adapted_tower_computes_the_frozen_towers_numbers_exactly(name, mode, precision):
     frozen, adapted = tower_pair(name)
     training = mode != "eval"
     frozen.train(training)
@@ -128,7 +127,8 @@ def test_gradients_reach_the_adapters_and_checkpointing_gives_the_same_ones(name
     _, adapted = tower_pair(name)
     adapted.train()
     images = clips(1)
-    adapted(images).square().sum().backward()
+    with torch.autocast("cpu", torch.bfloat16):
+        adapted(images).float().square().sum().backward()
     grads = {k: p.grad for k, p in adapted.named_parameters() if is_aim_parameter(k)}
     # At step 0 the zero last layers block the gradient to the first ones; the last layers and the time
     # embedding get theirs.
@@ -139,8 +139,7 @@ def test_gradients_reach_the_adapters_and_checkpointing_gives_the_same_ones(name
         if checkpointing:
             set_checkpointing(adapted)
         adapted.zero_grad()
-        with torch.autocast("cpu", torch.bfloat16):
-            adapted(images).float().square().sum().backward()
+        adapted(images).square().sum().backward()
         results.append({k: p.grad.clone() for k, p in adapted.named_parameters() if is_aim_parameter(k)})
     assert all(grad.abs().sum() > 0 for grad in results[0].values())
     for key, grad in results[0].items():

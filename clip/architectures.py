@@ -34,6 +34,10 @@ RANDOM_INIT_ARCHITECTURES = {
     "ViT-Tiny/16": CLIPConfig(embed_dim=128, image_resolution=112, vision_layers=4, vision_width=192,
                               vision_patch_size=16, context_length=77, vocab_size=49408,
                               transformer_width=128, transformer_heads=2, transformer_layers=3),
+    # the demo's ViT (32 px, an 8x8 grid of patches): its stage-1 CLIP is what network.peft adapts
+    "ViT-Tiny/4": CLIPConfig(embed_dim=128, image_resolution=32, vision_layers=4, vision_width=192,
+                             vision_patch_size=4, context_length=77, vocab_size=49408,
+                             transformer_width=128, transformer_heads=2, transformer_layers=3),
     "RN-Tiny": CLIPConfig(embed_dim=128, image_resolution=64, vision_layers=(1, 1, 1, 1), vision_width=32,
                           vision_patch_size=None, context_length=77, vocab_size=49408,
                           transformer_width=128, transformer_heads=2, transformer_layers=3),

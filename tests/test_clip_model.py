@@ -219,7 +219,7 @@ def test_random_init_architectures_say_they_are_not_pretrained(caplog):
     model, _ = clip.load("ViT-Tiny/16")
     assert "NOT a pretrained model" in caplog.text
     assert model.encode_image(torch.randn(1, 3, 112, 112)).shape == (1, 128)
-    assert set(clip.random_init_models()) == {"ViT-Tiny/16", "RN-Tiny"}
+    assert set(clip.random_init_models()) == {"ViT-Tiny/16", "ViT-Tiny/4", "RN-Tiny"}
 
 
 def test_unknown_model_name_lists_the_known_ones():

@@ -21,8 +21,9 @@ import torch
 import yaml
 
 import clip
-from clip import arch_folder_name, available_models, random_init_models
+from clip import arch_folder_name, random_init_models
 from datasets.synthetic import ensure_demo_dataset
+from tools import pretrain_demo_clip
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_PATHS = ("configs/demo/", "exps/demo/", ".cache/demo_data")
@@ -154,12 +155,15 @@ def demo_outputs(tmp_path_factory):
     for path in (REPO / "configs" / "demo").iterdir():  # the demo's other files (its attributes lexicon)
         if path.suffix != ".yaml":
             shutil.copy(path, root / "configs" / "demo" / path.name)
+    for values in configs.values():  # the stage-1 CLIPs the configs name (written by tools/pretrain_demo_clip.py)
+        arch = Path(values["network"]["arch"])
+        stage1 = {pretrain_demo_clip.default_out(name): name for name in random_init_models()}
+        if arch in stage1 and not (root / arch).exists():
+            (root / arch).parent.mkdir(parents=True, exist_ok=True)
+            model = clip.create_model(stage1[arch], image_resolution=values["data"]["input_size"])
+            torch.save(model.state_dict(), root / arch)
     config = configs["demo.yaml"]
     arch = config["network"]["arch"]
-    if arch not in available_models() + random_init_models():  # a weight file made by the demo script
-        (root / arch).parent.mkdir(parents=True, exist_ok=True)
-        model = clip.create_model("RN-Tiny", image_resolution=config["data"]["input_size"])
-        torch.save(model.state_dict(), root / arch)
 
     # The demo script's training and test (scripts/demo.sh), as short runs.
     run(["python", "train.py", "--config", "configs/demo/demo.yaml", "--log_time", "demo", "--no_progress"], root)

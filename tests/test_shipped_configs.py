@@ -19,6 +19,7 @@ from utils.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = sorted(str(p) for p in (REPO / "configs").rglob("*.yaml"))
+DEMO_STAGE1 = {pretrain_demo_clip.default_out(arch): arch for arch in random_init_models()}  # file -> its arch
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: Path(p).relative_to(Path(p).parents[1]).as_posix())
@@ -28,8 +29,8 @@ def test_config_builds_its_model(path):
     if open_clip_backbone.is_open_clip_arch(network.arch):  # built by open_clip, shapes only
         model = open_clip_backbone.load(network.arch, network.pretrained, load_weights=False, device="meta")
         clip_config = model.config
-    elif Path(network.arch) == pretrain_demo_clip.DEFAULT_OUT:  # written by the demo's stage 1, not shipped
-        clip_config = dataclasses.replace(architecture(pretrain_demo_clip.DEFAULT_ARCH),
+    elif Path(network.arch) in DEMO_STAGE1:  # written by the demo's stage 1, not shipped
+        clip_config = dataclasses.replace(architecture(DEMO_STAGE1[Path(network.arch)]),
                                           image_resolution=config.data.input_size)
     else:
         clip_config = architecture(network.arch)

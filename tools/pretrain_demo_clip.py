@@ -1,6 +1,6 @@
 """Stage 1 of the demo: pretrain a small CLIP on captioned stills of the synthetic world.
 
-    python tools/pretrain_demo_clip.py [--out .cache/demo_clip/RN-Tiny-synthetic.pt] [--force]
+    python tools/pretrain_demo_clip.py [--arch RN-Tiny] [--out .cache/demo_clip/RN-Tiny-synthetic.pt] [--force]
 
 BIKE starts from a CLIP pretrained on image-text pairs; the demo's CLIP is pretrained here, in miniature:
 single frames of the demo's world (random shapes, colours, sizes, positions and orientations on textured
@@ -35,7 +35,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
 
-from clip import tokenize  # noqa: E402
+from clip import arch_folder_name, tokenize  # noqa: E402
 from clip.architectures import architecture  # noqa: E402
 from clip.model import CLIP  # noqa: E402
 from datasets.synthetic import HEIGHT, WIDTH, describe_still, random_still, render_still  # noqa: E402
@@ -44,16 +44,25 @@ from utils.distributed import run_program  # noqa: E402
 from workflows.options import ProgramParser  # noqa: E402
 
 logger = logging.getLogger(__name__)
-DEFAULT_OUT = Path(".cache/demo_clip/RN-Tiny-synthetic.pt")  # the demo configs' network.arch
 DEFAULT_ARCH = "RN-Tiny"
+
+
+def default_out(arch: str) -> Path:
+    """Where stage 1 writes an architecture's CLIP by default: the demo configs name these files."""
+    return Path(".cache/demo_clip") / f"{arch_folder_name(arch)}-synthetic.pt"
+
+
+DEFAULT_OUT = default_out(DEFAULT_ARCH)  # configs/demo/demo.yaml's network.arch
 TRAIN_CONTEXT = 24
 SPLITS = {"train": 0, "heldout": 1}
 
 
 def parse_args(argv=None):
     parser = ProgramParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="state dict to write (default: %(default)s)")
-    parser.add_argument("--arch", default=DEFAULT_ARCH, help="small architecture to pretrain (default: %(default)s)")
+    parser.add_argument("--out", type=Path,
+                        help=f"state dict to write (default: .cache/demo_clip/ARCH-synthetic.pt, {DEFAULT_OUT} for RN-Tiny)")
+    parser.add_argument("--arch", default=DEFAULT_ARCH,
+                        help="small architecture to pretrain: RN-Tiny or ViT-Tiny/4 (default: %(default)s)")
     parser.add_argument("--size", type=int, default=32, help="image size, the demo's data.input_size (default: 32)")
     parser.add_argument("--train-pairs", type=int, default=19200, help="training stills (default: %(default)s)")
     parser.add_argument("--heldout-pairs", type=int, default=512, help="held-out stills (default: %(default)s)")
@@ -64,7 +73,9 @@ def parse_args(argv=None):
                         help="mean image-embedding norm of the saved model (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     parser.add_argument("--force", action="store_true", help="pretrain again even if --out is up to date")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.out = args.out or default_out(args.arch)
+    return args
 
 
 def settings_of(args) -> dict:

@@ -81,7 +81,7 @@ def test_sigusr1_stops_at_the_next_step_with_a_checkpoint_and_a_requeue_and_the_
     train_program.main(arguments)
     log = (folder / "log.txt").read_text()
     assert f"resume=auto: continuing from {folder / 'mid_epoch.pt'}" in log
-    assert "with the config, process count, precision and code of the run that wrote it" in log
+    assert "with the config and process count, precision and code of the run that wrote it" in log
     assert re.search(r"epoch 2/2 \[3/4\]", log) and len(re.findall(r"epoch 1/2 \[1/4\]", log)) == 1
     final = torch.load(folder / "last_model.pt", weights_only=True)
     reference = torch.load(tiny_config.run_folder("whole") / "last_model.pt", weights_only=True)
@@ -111,6 +111,24 @@ def test_a_failed_requeue_is_logged_and_the_run_ends_with_128_plus_the_signal(tm
     assert (tools / "scontrol.calls").read_text() == "requeue 77\n"
     assert "scontrol requeue 77 failed (status 1): scontrol: error: Job is not requeueable" in caplog.text
     assert signal.getsignal(signal.SIGTERM) is not signals._record, "the previous handler is back"
+
+
+@pytest.mark.slow
+def test_a_signal_to_one_process_of_a_torchrun_job_stops_every_process_after_the_same_step(tiny_config, tmp_path):
+    """SIGUSR1 to rank 0 alone: rank 1 agrees (else it would wait in the next step's all-gather while rank 0
+    writes and exits), mid_epoch.pt holds both ranks' random states, one requeue, every process exits 0."""
+    config = tiny_config.write(data={"batch_size": 1}, solver={"epochs": 1}, network=RANDOM_LAYERS)
+    tools = fake_scontrol(tmp_path / "bin")
+    torchrun([str(REPO / "tests" / "signalled_at_log_line.py"), "USR1", r"epoch 1/1 \[2/4\]", str(REPO / "train.py"),
+              "--config", config, "--cpu", "--no_progress", "--log_time", "stopped", "resume=auto"],
+             timeout=300, env={"SLURM_JOB_ID": "99", "PATH": f"{tools}:{os.environ['PATH']}"})
+    folder = tiny_config.run_folder("stopped")
+    checkpoint = torch.load(folder / "mid_epoch.pt", weights_only=True)
+    assert checkpoint[POSITION_KEY] == {"epoch": 0, "batches_done": 2} and checkpoint["epoch"] == -1
+    assert len(checkpoint["rng_states"]) == 2
+    assert not torch.equal(checkpoint["rng_states"][0]["torch"], checkpoint["rng_states"][1]["torch"])
+    assert (tools / "scontrol.calls").read_text() == "requeue 99\n"
+    assert not (folder / "last_model.pt").exists()
 
 
 def write_checkpoint(path: Path, epoch: int, position=None) -> Path:
@@ -167,8 +185,14 @@ def test_a_resume_says_in_one_line_what_differs_from_the_interrupted_run(tmp_pat
     caplog.clear()
     with caplog.at_level("INFO"):
         run_record.report_resume(path, config.to_dict(), facts, epochs=5)
-    assert "with the config, process count, precision and code of the run that wrote it" in caplog.text
+    assert "with the config and process count, precision and code of the run that wrote it" in caplog.text
     assert "will not repeat" not in caplog.text
+    caplog.clear()
+    del checkpoint["config"], checkpoint["run"]
+    torch.save(checkpoint, path)
+    with caplog.at_level("INFO"):
+        run_record.report_resume(path, config.to_dict(), facts, epochs=5)
+    assert "whether this run repeats that one is unknown" in caplog.text
 
 
 def test_in_a_slurm_job_the_run_folder_is_named_after_the_job(monkeypatch):

@@ -103,11 +103,16 @@ def report_resume(path: Path, config: dict, facts: dict, epochs: int):
     differences = resume_differences(checkpoint, config, facts)
     epoch, batches_done = resume_position(checkpoint)
     where = f"{epoch_label(epoch, epochs)}" + (f" after batch {batches_done}" if batches_done else "")
+    recorded = [what for what, key in (("the config", "config"), ("process count, precision and code", "run"))
+                if checkpoint.get(key)]
     if differences:
         data_order = (" (another process count changes the data order and every sample's random numbers)"
                       if any(line.startswith(FACT_NAMES["world_size"]) for line in differences) else "")
         logger.warning("resuming %s at %s, but this run will not repeat the interrupted one: %s%s", path, where,
                        "; ".join(differences), data_order)
+    elif recorded:
+        logger.info("resuming %s at %s with %s of the run that wrote it", path, where, " and ".join(recorded))
     else:
-        logger.info("resuming %s at %s with the config, process count, precision and code of the run that "
-                    "wrote it", path, where)
+        logger.info("resuming %s at %s: it records neither the config nor the process count of the run that wrote "
+                    "it (a checkpoint of the original code), so whether this run repeats that one is unknown",
+                    path, where)

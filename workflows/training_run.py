@@ -43,8 +43,9 @@ def start_epoch(loader: DataLoader, seed: int, rank: int, epoch: int, batches_do
     """Re-seeds everything random for `epoch`, so a resumed run repeats an uninterrupted one exactly, and
     makes `loader` leave out the epoch's first `batches_done` batches (consumed before an interruption).
 
-    A dataset that orders its own samples (an iterable one) does both through its `set_epoch(epoch,
-    batches_done)`; a map-style loader's sampler skips the batches' samples."""
+    A dataset that orders its own samples (an iterable one, e.g. of shards) is given the epoch and the batches
+    to leave out through its `set_epoch(epoch, batches_done)`; a map-style loader's sampler skips the
+    batches' samples."""
     seed_everything(seed + 1000 * epoch + rank)
     if hasattr(loader.dataset, "set_epoch"):
         loader.dataset.set_epoch(epoch, batches_done)

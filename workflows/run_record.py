@@ -37,8 +37,8 @@ FACT_NAMES = {"world_size": "processes", "precision": "precision", "git_commit":
 def code_version() -> Optional[str]:
     """The git commit of the code (`-dirty` when files differ from it), or None outside a git checkout."""
     try:
-        described = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty", "--abbrev=40"],
-                                   capture_output=True, text=True, timeout=60)
+        described = subprocess.run(["git", "--no-optional-locks", "-C", str(REPO), "describe", "--always", "--dirty",
+                                    "--abbrev=40"], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return described.stdout.strip() if described.returncode == 0 else None

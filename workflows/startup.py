@@ -102,7 +102,7 @@ def start_run_folder(run: Run):
     ctx, config, args = run.ctx, run.config, run.args
     run.work_dir = run_folder(config, args.log_time, ctx.distributed)
     setup_logging(run.work_dir, ctx.is_main)
-    run.facts = run_facts(ctx.world_size, run.precision)
+    run.facts = broadcast_from_main(run_facts(ctx.world_size, run.precision) if ctx.is_main else None)
     if config.resume == AUTO_RESUME:
         found = broadcast_from_main(newest_checkpoint(run.work_dir) if ctx.is_main else None)
         config.resume = str(found) if found else None

@@ -1,4 +1,7 @@
-"""Train BIKE's video branch: `python train.py --config CFG [key.sub=value ...]`, or under torchrun for DDP."""
+"""Train BIKE's video branch: `python train.py --config CFG [key.sub=value ...]`, or under torchrun for DDP.
+
+SIGUSR1 or SIGTERM stops the run at the next optimizer step with a checkpoint to continue from with
+`resume=auto` (workflows/preemption.py)."""
 import logging
 import math
 
@@ -15,10 +18,12 @@ from utils.solver import build_optimizer, build_scheduler
 from workflows.curves import tensorboard_writer
 from workflows.evaluation import evaluation_loader
 from workflows.options import ProgramParser, add_training_arguments
+from workflows.preemption import StopPoints, StopSignals
 from workflows.startup import start_program
 from workflows.training import ClassTexts, log_trainable_parameters, starting_point, train_one_epoch
-from workflows.training_run import (CHECKPOINT_KEYS, build_models, distributed, evaluates_after,
-                                    save_epoch_checkpoints, start_epoch, train_loader_for, validate)
+from workflows.training_run import (CHECKPOINT_KEYS, MID_EPOCH_CHECKPOINT, build_models, distributed, evaluates_after,
+                                    save_epoch_checkpoints, save_mid_epoch_checkpoint, start_epoch, train_loader_for,
+                                    validate)
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +33,11 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    with StopSignals() as signals:
+        return train(parse_args(argv), signals)
+
+
+def train(args, signals: StopSignals):
     run = start_program(args, DATA_FILE_KEYS, optional_keys=CHECKPOINT_KEYS, training=True)
     ctx, config, autocast, work_dir, show_progress = run.ctx, run.config, run.autocast, run.work_dir, run.show_progress
     logger.info("run folder %s; %s on %s; precision %s; torch %s", work_dir, run.processes, ctx.device,
@@ -44,10 +53,12 @@ def main(argv=None):
                                    device=ctx.device)
 
     optimizer = build_optimizer(config.solver, clip_model, [header])
-    steps_per_epoch = math.ceil(len(train_loader) / config.solver.grad_accumulation_steps)
+    batches_per_epoch = len(train_loader)
+    steps_per_epoch = math.ceil(batches_per_epoch / config.solver.grad_accumulation_steps)
     scheduler = build_scheduler(optimizer, config.solver, steps_per_epoch)
     scaler = grad_scaler(run.precision)
-    first_epoch, best_score = starting_point(config, clip_model, header, optimizer, scheduler, scaler)
+    start = starting_point(config, clip_model, header, optimizer, scheduler, scaler)
+    best_score = start.best_score
 
     encoder = VideoEncoder(clip_model)
     texts = ClassTexts.build(encoder, text_prompt(train_set.class_names, tokenizer=encoder.tokenize),
@@ -58,11 +69,19 @@ def main(argv=None):
         logger.info(validate(encoder, header, val_loader, texts, ctx, autocast, show_progress).summary())
         return
 
+    def state():  # what every checkpoint of the run holds besides its position
+        return dict(clip_model=clip_model, header=header, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                    best_score=best_score, config=config, run=run.facts)
+
+    stop_points = StopPoints(signals, ctx, config, lambda position, rng_states: save_mid_epoch_checkpoint(
+        work_dir, position, rng_states, **state()), MID_EPOCH_CHECKPOINT)
     writer = tensorboard_writer(work_dir) if ctx.is_main else None
-    for epoch in range(first_epoch, config.solver.epochs):
-        start_epoch(train_loader, config.seed, ctx.rank, epoch)
+    for epoch in range(start.epoch, config.solver.epochs):
+        start_epoch(train_loader, config.seed, ctx.rank, epoch, start.batches_done_in(epoch))
+        start.restore_random_state(epoch, ctx.rank, ctx.device)
         train_one_epoch(train_encoder, train_header, train_loader, optimizer, scheduler, scaler, texts, config,
-                        epoch, ctx.device, autocast, show_progress, writer)
+                        epoch, ctx.device, autocast, show_progress, writer, batches_done=start.batches_done_in(epoch),
+                        after_step=stop_points)
         if train_set.num_skipped:
             logger.warning("%d unreadable training samples skipped so far", train_set.num_skipped)
         is_best = False
@@ -76,11 +95,10 @@ def main(argv=None):
             if writer is not None:
                 for name in ("top1", "top5", "mean_ap"):
                     if getattr(result, name) is not None:
-                        writer.add_scalar(f"val/{name}", getattr(result, name), (epoch + 1) * len(train_loader))
+                        writer.add_scalar(f"val/{name}", getattr(result, name), (epoch + 1) * batches_per_epoch)
         if ctx.is_main:
-            save_epoch_checkpoints(work_dir, is_best, epoch=epoch, clip_model=clip_model, header=header,
-                                   optimizer=optimizer, scheduler=scheduler, scaler=scaler, best_score=best_score,
-                                   config=config)
+            save_epoch_checkpoints(work_dir, is_best, epoch=epoch, **state())
+        stop_points.after_epoch(epoch)
     if writer is not None:
         writer.close()
     logger.info("finished: best validation score %.3f; checkpoints in %s", best_score, work_dir)

@@ -24,8 +24,9 @@ class WeightsMismatchError(ValueError):
     """Weights (a checkpoint, a state dict) whose keys or shapes do not fit the model they are loaded into."""
 
 
-def safe_load(path) -> Any:
-    """`torch.load(weights_only=True)` with errors that name the file.
+def safe_load(path, mmap: bool = False) -> Any:
+    """`torch.load(weights_only=True)` with errors that name the file; `mmap`: tensors memory-mapped, read
+    only when used (a file in torch's legacy format then counts as unreadable).
 
     Tensors, containers and plain numbers load; anything that would execute code on load is refused.
     """
@@ -33,7 +34,7 @@ def safe_load(path) -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"weight file not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as error:
         raise UnsafeWeightsError(
             f"refused to load {path}: it is not a plain weights file (unpickling it would run code or build "

@@ -13,25 +13,27 @@ from torch.utils.data import Dataset, Sampler
 class SeededSampler(Sampler):
     """Yields `(seed, index)` for every index of `sampler`; the seeds depend on (seed, epoch, rank) only.
 
-    `set_epoch` is passed on to `sampler` (a DistributedSampler shuffles by seed + epoch).
+    `set_epoch` is passed on to `sampler` (a DistributedSampler shuffles by seed + epoch); its `skip` leaves
+    out the epoch's first items (those a resumed epoch consumed before it was interrupted), each other item
+    keeping the seed it has in the whole epoch.
     """
 
     def __init__(self, sampler: Sampler, seed: int, rank: int = 0):
-        self.sampler, self.seed, self.rank, self.epoch = sampler, seed, rank, 0
+        self.sampler, self.seed, self.rank, self.epoch, self.skip = sampler, seed, rank, 0, 0
 
-    def set_epoch(self, epoch: int):
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, skip: int = 0):
+        self.epoch, self.skip = epoch, skip
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
 
     def __len__(self):
-        return len(self.sampler)
+        return max(len(self.sampler) - self.skip, 0)
 
     def __iter__(self):
         indices = list(self.sampler)
         generator = torch.Generator().manual_seed(self.seed + 1000 * self.epoch + self.rank)
         seeds = torch.randint(2**62, (len(indices),), generator=generator).tolist()
-        return iter(zip(seeds, indices))
+        return iter(list(zip(seeds, indices))[self.skip:])
 
 
 class SeededSamples(Dataset):

@@ -153,7 +153,7 @@ def test_resume_starts_at_the_saved_epoch_with_the_saved_optimizer_and_schedule(
 def test_the_resume_checks_fail_when_resume_is_ignored(two_epochs, monkeypatch):
     """A train.py that ignored `resume=` (trained from epoch 0 with a fresh optimizer) fails them."""
     def ignore(path, clip_model, header, optimizer, scheduler, scaler):
-        return 0, 0.0
+        return training.StartingPoint(0)
 
     monkeypatch.setattr(training, "resume_training", ignore)
     recorder, checkpoint, log, _ = resumed_run(two_epochs, monkeypatch, "ignored")

@@ -20,8 +20,8 @@ def record(name, value):
         handle.write(json.dumps(value) + "\n")
 
 
-def recording_start_epoch(loader, seed, rank, epoch, start_epoch=train.start_epoch):
-    start_epoch(loader, seed, rank, epoch)
+def recording_start_epoch(loader, seed, rank, epoch, batches_done=0, start_epoch=train.start_epoch):
+    start_epoch(loader, seed, rank, epoch, batches_done)
     record("order", {"epoch": epoch, "indices": [index for _, index in loader.sampler]})  # (seed, index) pairs
 
 

@@ -4,6 +4,7 @@ A checkpoint is a dict `{'epoch', 'model_state_dict', 'fusion_model_state_dict',
 ...}` as the original implementation saves it: `model_state_dict` is the CLIP model, `fusion_model_state_dict`
 the video header. Keys may carry DistributedDataParallel's `module.` prefix. Loading never unpickles code.
 """
+import zipfile
 from typing import Optional
 
 import torch
@@ -18,9 +19,11 @@ MODEL_KEY = "model_state_dict"
 HEADER_KEY = "fusion_model_state_dict"
 
 
-def read_checkpoint(path) -> dict:
-    """A BIKE checkpoint read safely, with an error naming the file when it is not one."""
-    checkpoint = safe_load(path)
+def read_checkpoint(path, mmap: bool = False) -> dict:
+    """A BIKE checkpoint read safely, with an error naming the file when it is not one; `mmap`: its
+    tensors memory-mapped, read only when used (for the small entries: epoch, config; a file in torch's
+    legacy format, which cannot be mapped, is read whole)."""
+    checkpoint = safe_load(path, mmap=mmap and zipfile.is_zipfile(path))
     if not isinstance(checkpoint, dict) or MODEL_KEY not in checkpoint:
         found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise WeightsMismatchError(f"{path} is not a BIKE checkpoint: expected a dict with '{MODEL_KEY}' "

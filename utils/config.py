@@ -14,12 +14,13 @@ import yaml
 
 from datasets.transforms import TEST_CROPS
 
-__all__ = ["Config", "ConfigError", "Field", "SCHEMA", "DATA_FILE_KEYS",
+__all__ = ["Config", "ConfigError", "Field", "SCHEMA", "DATA_FILE_KEYS", "AUTO_RESUME",
            "load_config", "build_config", "parse_override", "check_files"]
 
 REQUIRED = object()  # sentinel default: the key must be present in the file or in an override
 
 DATA_FILE_KEYS = ("data.train_list", "data.val_list", "data.label_list")
+AUTO_RESUME = "auto"  # resume=auto: the run folder's newest complete checkpoint (workflows/run_record.py)
 
 
 class ConfigError(ValueError):
@@ -41,7 +42,9 @@ SCHEMA = {
     "seed": Field(("int",), 1024, "random seed: every process builds the model from this seed itself, so "
                                   "all ranks start alike; training randomness (data order, augmentation, "
                                   "dropout) is seeded from it per rank and epoch"),
-    "resume": Field(("str", "null"), None, "checkpoint to continue from (weights, optimizer, epoch)"),
+    "resume": Field(("str", "null"), None, "checkpoint to continue from (weights, optimizer, epoch), or auto: the "
+                                           "newest complete checkpoint of the run folder, or a fresh start when "
+                                           "there is none"),
     "pretrain": Field(("str", "null"), None, "checkpoint whose weights initialise the model, e.g. a Kinetics-400 run"),
     "data": {
         "dataset": Field(("str",), REQUIRED, "dataset name (k400, k600, ucf101, hmdb51, anet, charades, ...)"),
@@ -133,6 +136,9 @@ SCHEMA = {
     "logging": {
         "print_freq": Field(("int",), 10, "log every N iterations", minimum=1),
         "eval_freq": Field(("int",), 1, "validate every N epochs", minimum=1),
+        "checkpoint_steps": Field(("int",), 0, "also write the run folder's mid-epoch checkpoint every N optimizer "
+                                               "steps (0: only at epoch ends), so a process that dies without "
+                                               "warning loses at most N steps", minimum=0),
     },
 }
 

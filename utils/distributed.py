@@ -146,6 +146,16 @@ def broadcast_from_main(value):
     return box[0]
 
 
+def max_over_processes(value: int, device) -> int:
+    """The largest of every process's `value`, the same answer in every process (one all-reduce of a single
+    number on `device`, the device of the process group's backend)."""
+    if world_size() == 1:
+        return value
+    tensor = torch.tensor([value], device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())
+
+
 def barrier():
     if world_size() > 1:
         dist.barrier()

@@ -42,21 +42,23 @@ def epoch_label(epoch: int, total: Optional[int] = None) -> str:
 class Progress:
     """Iterates `iterable`, showing a tqdm bar when `bars` is set and stderr is a terminal, and otherwise
     logging a line every `print_freq` steps with the values `update` received and an ETA (processes other
-    than the main one log only warnings, so their lines are dropped)."""
+    than the main one log only warnings, so their lines are dropped). `done`: steps already done before
+    `iterable` (a resumed epoch), counted in the position shown."""
 
     def __init__(self, iterable, total: int, description: str, print_freq: int = 10, bars: bool = True,
-                 logger: logging.Logger = None):
+                 logger: logging.Logger = None, done: int = 0):
         self.iterable, self.total, self.description = iterable, total, description
         self.print_freq = max(print_freq, 1)
         self.logger = logger or logging.getLogger(__name__)
         self.interactive = bars and sys.stderr.isatty()
         self.values = {}
-        self.step = 0
+        self.step = self.done = done
         self.start = time.monotonic()
 
     def __iter__(self):
         if self.interactive:
-            self.bar = tqdm(self.iterable, total=self.total, desc=self.description, dynamic_ncols=True)
+            self.bar = tqdm(self.iterable, total=self.total, initial=self.done, desc=self.description,
+                            dynamic_ncols=True)
             yield from self.bar
             return
         for item in self.iterable:
@@ -71,7 +73,7 @@ class Progress:
             self.bar.set_postfix_str(text, refresh=False)
         elif self.step % self.print_freq == 0 or self.step == self.total:
             elapsed = time.monotonic() - self.start
-            eta = timedelta(seconds=int(elapsed / self.step * (self.total - self.step)))
+            eta = timedelta(seconds=int(elapsed / (self.step - self.done) * (self.total - self.step)))
             self.logger.info("%s [%d/%d]%s, eta %s", self.description, self.step, self.total,
                              f" {text}" if text else "", eta)
 

@@ -20,6 +20,7 @@ from utils.config import ConfigError
 from utils.distributed import all_gather_no_grad, all_gather_with_grad
 from utils.logger import Progress, epoch_label
 from utils.losses import symmetric_loss
+from workflows.preemption import restore_random_state
 
 logger = logging.getLogger(__name__)
 
@@ -143,23 +144,29 @@ def step_optimizer(optimizer, scaler):
 
 
 def train_one_epoch(encoder, header, loader, optimizer, scheduler, scaler, texts: ClassTexts, config,
-                    epoch: int, device, autocast, show_progress: bool = True, writer=None) -> float:
+                    epoch: int, device, autocast, show_progress: bool = True, writer=None, batches_done: int = 0,
+                    after_step=None) -> float:
     """One pass over `loader`; returns the mean loss. Steps the schedule after every optimizer step.
-    `writer` (a TensorBoard SummaryWriter, optional) receives each step's loss and learning rate."""
+    `writer` (a TensorBoard SummaryWriter, optional) receives each step's loss and learning rate.
+
+    `batches_done`: the batches of the epoch consumed before an interruption (the loader starts after
+    them, `training_run.start_epoch`); `after_step(epoch, batches_done, batches)`, when given, is called
+    in every process after every optimizer step (`workflows.preemption.StopPoints`: stop and checkpoint)."""
     encoder.train()
     header.train()
     accumulation = config.solver.grad_accumulation_steps
+    batches = batches_done + len(loader)  # the whole epoch's
     label = epoch_label(epoch, config.solver.epochs)
-    progress = Progress(loader, len(loader), label, config.logging.print_freq, show_progress)
+    progress = Progress(loader, batches, label, config.logging.print_freq, show_progress, done=batches_done)
     total_loss, data_time, step_time = 0.0, 0.0, 0.0
     end = time.monotonic()
-    for step, (frames, labels) in enumerate(progress):
+    for step, (frames, labels) in enumerate(progress, start=batches_done):
         frames, labels = normalize_on_device(frames, device), labels.to(device, non_blocking=True)
         waited = time.monotonic() - end
-        optimizer_step = (step + 1) % accumulation == 0 or step + 1 == len(loader)
+        optimizer_step = (step + 1) % accumulation == 0 or step + 1 == batches
         # Micro-batches of this optimizer step (fewer in an epoch's last, incomplete group): the step uses
         # their mean gradient, as one batch of them all would.
-        group_size = min(accumulation, len(loader) - step // accumulation * accumulation)
+        group_size = min(accumulation, batches - step // accumulation * accumulation)
         with out_of_memory_advice(config), gradient_sync((encoder, header), optimizer_step):
             with autocast():
                 loss = training_step_loss(encoder, header, frames, labels, texts, config.solver.loss_type)
@@ -177,9 +184,11 @@ def train_one_epoch(encoder, header, loader, optimizer, scheduler, scaler, texts
         step_time += elapsed
         progress.update(loss=loss_value, lr=optimizer.param_groups[0]["lr"], data=waited, time=elapsed)
         if writer is not None:
-            global_step = epoch * len(loader) + step + 1
+            global_step = epoch * batches + step + 1
             writer.add_scalar("train/loss", loss_value, global_step)
             writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], global_step)
+        if optimizer_step and after_step is not None:
+            after_step(epoch, step + 1, batches)
         end = time.monotonic()
     if len(loader):
         logger.info("%s: mean loss %.4f, data wait %.1f%% of step time", label, total_loss / len(loader),
@@ -187,8 +196,10 @@ def train_one_epoch(encoder, header, loader, optimizer, scheduler, scaler, texts
     return total_loss / max(len(loader), 1)
 
 
-def training_checkpoint(epoch, clip_model, header, optimizer, scheduler, scaler, best_score, config) -> dict:
-    """The original layout plus what resuming needs (schedule, scaler, best score, config)."""
+def training_checkpoint(epoch, clip_model, header, optimizer, scheduler, scaler, best_score, config,
+                        run=None) -> dict:
+    """The original layout plus what resuming needs (schedule, scaler, best score, config) and `run`, the
+    facts of the run that wrote it (`workflows.run_record.run_facts`)."""
     return {
         "epoch": epoch,
         MODEL_KEY: clip_model.state_dict(),
@@ -198,27 +209,60 @@ def training_checkpoint(epoch, clip_model, header, optimizer, scheduler, scaler,
         "scaler_state_dict": scaler.state_dict() if scaler else None,
         "best_score": best_score,
         "config": config.to_dict(),
+        "run": run,
     }
 
 
-def resume_training(path, clip_model, header, optimizer, scheduler, scaler):
-    """Restores everything `save_training_checkpoint` stored; returns (next epoch, best score).
+# A mid-epoch checkpoint (workflows.training_run.save_mid_epoch_checkpoint) adds these keys to the usual ones,
+# whose `epoch` stays the last completed epoch (so the original code restarts the interrupted epoch).
+POSITION_KEY = "resume_position"  # {'epoch': the epoch in progress, 'batches_done': batches per process}
+RNG_KEY = "rng_states"  # per rank: {'torch': CPU generator state, 'cuda': the GPU's or None} after those batches
+
+
+@dataclass
+class StartingPoint:
+    """Where a run starts: the epoch, the best score so far, and in a run resumed mid-epoch the batches of
+    that epoch already done (per process) and every rank's random state after them."""
+    epoch: int
+    best_score: float = 0.0
+    batches_done: int = 0
+    rng_states: Optional[list] = None
+
+    def batches_done_in(self, epoch: int) -> int:
+        return self.batches_done if epoch == self.epoch else 0
+
+    def restore_random_state(self, epoch: int, rank: int, device):
+        """In the epoch resumed mid-way, after `training_run.start_epoch` re-seeded it: this rank's random
+        state after its batches done (dropout and drop path go on as in the uninterrupted run)."""
+        if self.batches_done_in(epoch) and self.rng_states:
+            restore_random_state(self.rng_states, rank, device)
+
+
+def resume_position(checkpoint: dict) -> tuple:
+    """(the epoch to continue in, the batches of it done) of a checkpoint of this code or the original's."""
+    position = checkpoint.get(POSITION_KEY)
+    return (position["epoch"], position["batches_done"]) if position else (checkpoint["epoch"] + 1, 0)
+
+
+def resume_training(path, clip_model, header, optimizer, scheduler, scaler) -> StartingPoint:
+    """Restores everything `training_checkpoint` stored; returns where to continue.
 
     A checkpoint of the original implementation (no scheduler state; its optimizer over all CLIP
     parameters and the header) resumes as the original does: weights, the epoch and the schedule of
     that epoch; its optimizer state where it maps onto the trainable parameters, else fresh (logged).
+    A mid-epoch checkpoint continues in the epoch it was written in, after the batches it had done.
     """
     checkpoint = load_bike_weights(path, clip_model, header)
-    first_epoch = checkpoint["epoch"] + 1
     saved_optimizer = checkpoint.get("optimizer_state_dict")
     if "scheduler_state_dict" not in checkpoint:
+        first_epoch = checkpoint["epoch"] + 1
         scheduler.start_at(first_epoch)
         state, how = (map_original_optimizer_state(saved_optimizer, clip_model, [header], optimizer)
                       if saved_optimizer else (None, "it holds no optimizer state: fresh optimizer state"))
         if state is not None:
             optimizer.load_state_dict(state)
         logger.info("%s has the original layout: schedule restarted at epoch %d; %s", path, first_epoch, how)
-        return first_epoch, 0.0
+        return StartingPoint(first_epoch)
     if saved_optimizer:
         try:
             optimizer.load_state_dict(saved_optimizer)
@@ -228,15 +272,18 @@ def resume_training(path, clip_model, header, optimizer, scheduler, scaler):
     scheduler.load_state_dict(checkpoint["scheduler_state_dict"])
     if scaler and checkpoint.get("scaler_state_dict"):
         scaler.load_state_dict(checkpoint["scaler_state_dict"])
-    return first_epoch, checkpoint.get("best_score") or 0.0
+    epoch, batches_done = resume_position(checkpoint)
+    return StartingPoint(epoch, checkpoint.get("best_score") or 0.0, batches_done, checkpoint.get(RNG_KEY))
 
 
-def starting_point(config, clip_model, header, optimizer, scheduler, scaler):
-    """(first epoch, best score) of a run: `solver.start_epoch` and 0, or where the `resume` checkpoint
-    left off (restored by `resume_training`, logged)."""
+def starting_point(config, clip_model, header, optimizer, scheduler, scaler) -> StartingPoint:
+    """Where a run starts: `solver.start_epoch`, or where the `resume` checkpoint left off (restored by
+    `resume_training`, logged)."""
     if not config.resume:
-        return config.solver.start_epoch, 0.0
-    first_epoch, best_score = resume_training(config.resume, clip_model, header, optimizer, scheduler, scaler)
-    logger.info("resumed from %s: %d of %d epochs done (best so far %.3f)", config.resume, first_epoch,
-                config.solver.epochs, best_score)
-    return first_epoch, best_score
+        return StartingPoint(config.solver.start_epoch)
+    start = resume_training(config.resume, clip_model, header, optimizer, scheduler, scaler)
+    within = (f" and {start.batches_done} batches of {epoch_label(start.epoch, config.solver.epochs)}"
+              if start.batches_done else "")
+    logger.info("resumed from %s: %d of %d epochs done%s (best so far %.3f)", config.resume, start.epoch,
+                config.solver.epochs, within, start.best_score)
+    return start

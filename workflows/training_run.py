@@ -13,11 +13,14 @@ from modules.video_clip import class_features
 from utils.checkpoint import load_bike_weights, save_atomically
 from utils.config import ConfigError
 from workflows.evaluation import predict, score_metrics
-from workflows.training import ClassTexts, build_clip, freeze_towers, seed_everything, training_checkpoint
+from workflows.training import (POSITION_KEY, RNG_KEY, ClassTexts, build_clip, freeze_towers, seed_everything,
+                                training_checkpoint)
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_KEYS = ("resume", "pretrain")  # files checked, when set, before anything is built
+LAST_CHECKPOINT = "last_model.pt"  # the run folder's checkpoint of the last completed epoch
+MID_EPOCH_CHECKPOINT = "mid_epoch.pt"  # ... and of the epoch in progress, when stopped or every checkpoint_steps
 
 
 def train_loader_for(dataset, config, ctx) -> DataLoader:
@@ -36,10 +39,17 @@ def train_loader_for(dataset, config, ctx) -> DataLoader:
                       persistent_workers=config.data.workers > 0, generator=torch.Generator())
 
 
-def start_epoch(loader: DataLoader, seed: int, rank: int, epoch: int):
-    """Re-seeds everything random for `epoch`, so a resumed run repeats an uninterrupted one exactly."""
+def start_epoch(loader: DataLoader, seed: int, rank: int, epoch: int, batches_done: int = 0):
+    """Re-seeds everything random for `epoch`, so a resumed run repeats an uninterrupted one exactly, and
+    makes `loader` leave out the epoch's first `batches_done` batches (consumed before an interruption).
+
+    A dataset that orders its own samples (an iterable one) does both through its `set_epoch(epoch,
+    batches_done)`; a map-style loader's sampler skips the batches' samples."""
     seed_everything(seed + 1000 * epoch + rank)
-    loader.sampler.set_epoch(epoch)
+    if hasattr(loader.dataset, "set_epoch"):
+        loader.dataset.set_epoch(epoch, batches_done)
+    else:
+        loader.sampler.set_epoch(epoch, skip=batches_done * loader.batch_size)
 
 
 def build_models(config, device):
@@ -85,9 +95,20 @@ def evaluates_after(epoch: int, config) -> bool:
 
 def save_epoch_checkpoints(work_dir: Path, is_best: bool, extra=None, **state):
     """`work_dir/last_model.pt` after every epoch, and `model_best.pt` when the epoch is the best so far:
-    `training_checkpoint(**state)` plus the entries of `extra` (e.g. a second head)."""
+    `training_checkpoint(**state)` plus the entries of `extra` (e.g. a second head). The epoch's mid-epoch
+    checkpoint, now behind, is removed."""
     checkpoint = training_checkpoint(**state)
     checkpoint.update(extra or {})
-    save_atomically(checkpoint, Path(work_dir) / "last_model.pt")
+    save_atomically(checkpoint, Path(work_dir) / LAST_CHECKPOINT)
     if is_best:
         save_atomically(checkpoint, Path(work_dir) / "model_best.pt")
+    (Path(work_dir) / MID_EPOCH_CHECKPOINT).unlink(missing_ok=True)
+
+
+def save_mid_epoch_checkpoint(work_dir: Path, position: dict, rng_states: list, extra=None, **state):
+    """`work_dir/mid_epoch.pt`: `training_checkpoint(**state)` (its `epoch` the last completed one) plus the
+    entries of `extra`, the `position` {'epoch': in progress, 'batches_done'} and every rank's random state."""
+    checkpoint = training_checkpoint(epoch=position["epoch"] - 1, **state)
+    checkpoint.update(extra or {})
+    checkpoint.update({POSITION_KEY: position, RNG_KEY: rng_states})
+    save_atomically(checkpoint, Path(work_dir) / MID_EPOCH_CHECKPOINT)

@@ -20,6 +20,8 @@ from tests.processes import free_port
 PROGRAMS = ("munged", "slurmctld", "slurmd", "sbatch", "srun", "scontrol", "squeue", "scancel")
 # The skip reason when the cluster cannot run here (tests/conftest.py's OPTIONAL_EXTRAS names it).
 UNAVAILABLE = "Slurm cannot be used here"
+ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL",
+         "DEADLINE")  # a job's final states (a requeued one goes through COMPLETING, REQUEUED and PENDING)
 
 
 def unavailable_reason():
@@ -41,9 +43,10 @@ class SlurmCluster:
         self.env = dict(os.environ, SLURM_CONF=str(folder / "slurm.conf"))
         self.daemons = []
 
-    def client(self, *command, check=True, timeout=30) -> str:
-        """Runs a Slurm client command against this cluster; its standard output."""
-        done = subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=timeout)
+    def client(self, *command, check=True, timeout=30, env=None, cwd=None) -> str:
+        """Runs a Slurm client command against this cluster (in `env`, by default `self.env`); its output."""
+        done = subprocess.run(command, env=env or self.env, cwd=cwd, capture_output=True, text=True,
+                              timeout=timeout)
         if check and done.returncode:
             raise AssertionError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr}{self.logs()}")
         return done.stdout
@@ -58,7 +61,7 @@ class SlurmCluster:
         deadline = time.monotonic() + timeout
         while True:
             fields = self.job(job_id)
-            if fields["JobState"] in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"):
+            if fields["JobState"] in ENDED:
                 return fields
             if time.monotonic() > deadline:
                 raise AssertionError(f"job {job_id} still {fields['JobState']} after {timeout} s{self.logs()}")

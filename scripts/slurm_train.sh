@@ -26,8 +26,12 @@ export MASTER_ADDR MASTER_PORT PROGRAM
 echo "job $SLURM_JOB_ID (run ${SLURM_RESTART_COUNT:-0}): $SLURM_JOB_NUM_NODES node(s), rendezvous $MASTER_ADDR:$MASTER_PORT"
 srun_options=(--ntasks-per-node=1 --kill-on-bad-exit=1)
 if [ -n "${SLURM_CPUS_PER_TASK:-}" ]; then srun_options+=(--cpus-per-task="$SLURM_CPUS_PER_TASK"); fi
-# On each node: torchrun's agent ignores USR1 (by default it would die of it and take the step down); the
-# workers it starts install their own handler, which stops them at a step with a checkpoint.
+# The workers (train.py) stop at a step with a checkpoint on USR1 and TERM. torchrun's agent would die of USR1
+# and take the job step down with it: torchrun 2.9 and later forward it to the workers (PET_SIGNALS_TO_HANDLE,
+# their --signals-to-handle; they start their workers in sessions of their own, which Slurm's proctrack/pgid
+# never signals) and wait up to PET_SHUTDOWN_TIMEOUT seconds for them to end; an older torchrun ignores it (the
+# trap), and the workers get it from Slurm itself (proctrack/cgroup, the usual setting).
+export PET_SIGNALS_TO_HANDLE=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1 PET_SHUTDOWN_TIMEOUT=${PET_SHUTDOWN_TIMEOUT:-300}
 # shellcheck disable=SC2016  # expanded on each node
 srun "${srun_options[@]}" bash -c '
     source scripts/launch_common.sh

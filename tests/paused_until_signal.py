@@ -1,7 +1,7 @@
 """Runs a program that, the first time it logs a line matching a pattern, waits there until SIGUSR1 has reached
 the handler it installed: a real Slurm sends its time-limit warning at a moment of its own choosing (its
-periodic check, every 30 s), and a test wants it in the middle of an epoch whatever the machine's speed. Only the
-first run of a Slurm job waits (SLURM_RESTART_COUNT unset or 0), saying so on stderr: a requeued run goes on
+periodic check, every 30 s), and a test wants it in the middle of an epoch whatever the machine's speed. It then holds
+on a few seconds more, as a large model's step would. Only the first run of a Slurm job waits (SLURM_RESTART_COUNT unset or 0), saying so on stderr: a requeued run goes on
 as it is.
 Usage: PAUSE_AT=PATTERN python tests/paused_until_signal.py [train.py arguments] (the pattern in the environment,
 so that a launcher can run this file in train.py's place: PROGRAM=tests/paused_until_signal.py)."""
@@ -15,6 +15,9 @@ import time
 from pathlib import Path
 
 WAIT_SECONDS = 120
+# After the signal, the time a large model's step and checkpoint would take: what a launcher that lets the
+# signal end the job's processes (torchrun's agent dies of USR1 by default) would cut short.
+HOLD_SECONDS = 3
 
 
 def watch_usr1_handlers(arrived: list):
@@ -45,6 +48,7 @@ def pause_on_match(pattern: str, arrived: list):
                 if time.monotonic() > deadline:
                     raise SystemExit(f"no SIGUSR1 within {WAIT_SECONDS} s of {record.getMessage()!r}")
                 time.sleep(0.1)
+            time.sleep(HOLD_SECONDS)
         return record
     return factory
 

@@ -120,7 +120,7 @@ class SlurmCluster:
             f"SlurmdPidFile={folder}/slurmd.pid",
             f"SlurmctldLogFile={folder}/log/slurmctld.log",
             f"SlurmdLogFile={folder}/log/slurmd.log",
-            "ProctrackType=proctrack/linuxproc",
+            "ProctrackType=proctrack/pgid",
             "TaskPlugin=task/none",
             "SelectType=select/cons_tres",
             "SelectTypeParameters=CR_Core",

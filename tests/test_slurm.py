@@ -2,14 +2,16 @@
 root): scripts/slurm_train.sh's job is signalled before its time limit, checkpoints, requeues itself, resumes
 and finishes with the weights of an uninterrupted run. Not run (and named in the summary) where Slurm cannot
 be installed or started."""
+import os
 import re
+import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.processes import torchrun
+from tests.processes import finished, started
 from tests.resume_checks import assert_same_tensors
 from tests.slurm_cluster import ENDED, SlurmUnavailable, one_host_cluster
 from tests.tiny_run import FP32
@@ -65,7 +67,10 @@ def test_a_job_signalled_before_its_time_limit_requeues_itself_and_ends_as_an_un
     the machine's start-up time. The run stops with a checkpoint and requeues the job; its next run (resume=auto
     in the same run folder: the job id), given back a long limit, finishes the training."""
     config = tiny_config.write(data={"batch_size": 2}, solver={"epochs": 2}, network=RANDOM_LAYERS)
-    torchrun(["train.py", "--config", config, "--log_time", "whole", *OPTIONS], timeout=300)
+    # the uninterrupted run, meanwhile (the job mostly waits for Slurm)
+    uninterrupted = started([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                             "train.py", "--config", config, "--log_time", "whole", *OPTIONS], REPO,
+                            dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES=""))
 
     env = {key: value for key, value in slurm.env.items() if key != "OMP_NUM_THREADS"}
     env.update(PYTHONPATH=str(REPO), CUDA_VISIBLE_DEVICES="", NPROC_PER_NODE="2",
@@ -80,6 +85,7 @@ def test_a_job_signalled_before_its_time_limit_requeues_itself_and_ends_as_an_un
     slurm.client("scontrol", "update", f"JobId={job_id}", "TimeLimit=10")  # no second warning
     job = slurm.wait_for_job(job_id, timeout=240)
     assert job["JobState"] == "COMPLETED" and job["Restarts"] == "1", f"{job}\n{output.read_text()[-3000:]}"
+    finished(uninterrupted, timeout=300)
 
     folder = tiny_config.run_folder(job_id)
     log = (folder / "log.txt").read_text()

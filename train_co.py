@@ -15,6 +15,9 @@ scripts/run_co_train.sh runs train.py and then this, as the original's script do
 validation reports the video, attributes and fused top-1/top-5 and the best fusion weight on the
 validation set. Checkpoints hold both heads (the attributes head under 'attributes_head_state_dict');
 model_best.pt is the best fused top-1.
+
+SIGUSR1 or SIGTERM stops either branch at the next optimizer step (--branch joint: of the video pass, else
+after the epoch) with a checkpoint to continue from with `resume=auto`, as in train.py.
 """
 import argparse
 import logging
@@ -35,11 +38,12 @@ from workflows.attributes_branch import ATTRIBUTES_HEAD_KEY, AttributesBranch, l
 from workflows.evaluation import evaluation_loader
 from workflows.fusion import DEFAULT_FUSION_WEIGHTS, evaluate_fusion
 from workflows.options import ProgramParser, add_training_arguments
+from workflows.preemption import StopPoints, StopSignals
 from workflows.startup import start_program
 from workflows.training import ClassTexts, build_clip, freeze_towers, seed_everything, starting_point, train_one_epoch
 from workflows import training_run
-from workflows.training_run import (CHECKPOINT_KEYS, distributed, evaluates_after, save_epoch_checkpoints,
-                                    start_epoch, train_loader_for)
+from workflows.training_run import (CHECKPOINT_KEYS, MID_EPOCH_CHECKPOINT, distributed, evaluates_after,
+                                    save_epoch_checkpoints, save_mid_epoch_checkpoint, start_epoch, train_loader_for)
 
 logger = logging.getLogger(__name__)
 
@@ -93,13 +97,21 @@ def build_attributes_models(config, device):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    run = start_program(args, DATA_FILE_KEYS + ATTRIBUTE_FILE_KEYS, optional_keys=CHECKPOINT_KEYS, training=True)
-    logger.info("%s branch training in %s; %s on %s; precision %s; fusion weights %s", args.branch, run.work_dir,
-                run.processes, run.ctx.device, run.precision_label, args.fusion_weights)
-    if args.branch == "attributes":
-        return train_attributes(run.config, run.ctx, run.precision, run.autocast, run.work_dir)
-    return train_jointly(args, run.config, run.ctx, run.precision, run.autocast, run.work_dir, run.show_progress)
+    with StopSignals() as signals:
+        args = parse_args(argv)
+        run = start_program(args, DATA_FILE_KEYS + ATTRIBUTE_FILE_KEYS, optional_keys=CHECKPOINT_KEYS, training=True)
+        logger.info("%s branch training in %s; %s on %s; precision %s; fusion weights %s", args.branch, run.work_dir,
+                    run.processes, run.ctx.device, run.precision_label, args.fusion_weights)
+        if args.branch == "attributes":
+            return train_attributes(run, signals)
+        return train_jointly(args, run, signals)
+
+
+def stop_points(run, signals, state) -> StopPoints:
+    """The StopPoints of a run whose checkpoints hold `state()` (the arguments of `training_checkpoint` but
+    the epoch, and `extra`)."""
+    return StopPoints(signals, run.ctx, run.config, lambda position, rng_states: save_mid_epoch_checkpoint(
+        run.work_dir, position, rng_states, **state()), MID_EPOCH_CHECKPOINT)
 
 
 def sentence_sets(config, train_set, val_set, tokenizer):
@@ -109,8 +121,9 @@ def sentence_sets(config, train_set, val_set, tokenizer):
             AttributesDataset(val_set, config.data.attributes_val_path, topk, tokenizer))
 
 
-def train_attributes(config, ctx, precision, autocast, work_dir):
+def train_attributes(run, signals):
     """--branch attributes: returns the last validation result (None when no epoch ran)."""
+    config, ctx, autocast, work_dir = run.config, run.ctx, run.autocast, run.work_dir
     clip_model, head = build_attributes_models(config, ctx.device)
     train_sentences, val_sentences = sentence_sets(config, build_dataset(config, "train"),
                                                    build_dataset(config, "val"), getattr(clip_model, "tokenizer", None))
@@ -119,17 +132,25 @@ def train_attributes(config, ctx, precision, autocast, work_dir):
                               ctx, autocast)
     optimizer = build_optimizer(config.solver, clip_model, [head])
     scheduler = build_scheduler(optimizer, config.solver, branch.optimizer_steps)
-    scaler = grad_scaler(precision)
-    first_epoch, best_score = starting_point(config, clip_model, head, optimizer, scheduler, scaler)
+    scaler = grad_scaler(run.precision)
+    start = starting_point(config, clip_model, head, optimizer, scheduler, scaler)
+    best_score = start.best_score
     logger.info("attributes branch: the head and the logit scale learn, %s of batch %d per epoch",
                 counted(branch.optimizer_steps, "optimizer step", "optimizer steps"), config.data.batch_size)
     if config.solver.evaluate:
         result = branch.validate()
         logger.info("attributes branch: %s", result.summary())
         return result
+    def state():
+        return dict(clip_model=clip_model, header=head, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                    best_score=best_score, config=config, run=run.facts)
+
+    stops = stop_points(run, signals, state)
     result = None
-    for epoch in range(first_epoch, config.solver.epochs):
-        branch.train_epoch(optimizer, epoch, scheduler, scaler)
+    for epoch in range(start.epoch, config.solver.epochs):
+        start.restore_random_state(epoch, ctx.rank, ctx.device)
+        branch.train_epoch(optimizer, epoch, scheduler, scaler, batches_done=start.batches_done_in(epoch),
+                           after_step=stops)
         is_best = False
         if evaluates_after(epoch, config):
             result = branch.validate()
@@ -138,15 +159,15 @@ def train_attributes(config, ctx, precision, autocast, work_dir):
             logger.info("%s attributes validation: %s (best %.3f)", epoch_label(epoch, config.solver.epochs),
                         result.summary(), best_score)
         if ctx.is_main:
-            save_epoch_checkpoints(work_dir, is_best, epoch=epoch, clip_model=clip_model, header=head,
-                                   optimizer=optimizer, scheduler=scheduler, scaler=scaler, best_score=best_score,
-                                   config=config)
+            save_epoch_checkpoints(work_dir, is_best, epoch=epoch, **state())
+        stops.after_epoch(epoch)
     logger.info("finished: best attributes validation Prec@1 %.3f; checkpoints in %s", best_score, work_dir)
     return result
 
 
-def train_jointly(args, config, ctx, precision, autocast, work_dir, show_progress):
+def train_jointly(args, run, signals):
     """--branch joint: returns the last FusionReport (None when no epoch ran)."""
+    config, ctx, autocast, work_dir, show_progress = run.config, run.ctx, run.autocast, run.work_dir, run.show_progress
     clip_model, header, head = build_models(config, ctx.device)
     train_set, val_set = build_dataset(config, "train"), build_dataset(config, "val")
     train_sentences, val_sentences = sentence_sets(config, train_set, val_set, getattr(clip_model, "tokenizer", None))
@@ -157,8 +178,9 @@ def train_jointly(args, config, ctx, precision, autocast, work_dir, show_progres
     optimizer = build_optimizer(config.solver, clip_model, [header, head])
     scheduler = build_scheduler(optimizer, config.solver,
                                 math.ceil(len(train_loader) / config.solver.grad_accumulation_steps))
-    scaler = grad_scaler(precision)
-    first_epoch, best_score = starting_point(config, clip_model, header, optimizer, scheduler, scaler)
+    scaler = grad_scaler(run.precision)
+    start = starting_point(config, clip_model, header, optimizer, scheduler, scaler)
+    best_score = start.best_score
     if config.resume:
         resumed_head = load_attributes_head(config.resume, clip_model.config.embed_dim)
         if resumed_head is None:
@@ -182,11 +204,18 @@ def train_jointly(args, config, ctx, precision, autocast, work_dir, show_progres
         logger.info(report.summary())
         return report
 
+    def state():
+        return dict(clip_model=clip_model, header=header, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                    best_score=best_score, config=config, run=run.facts, extra={ATTRIBUTES_HEAD_KEY: head.state_dict()})
+
+    stops = stop_points(run, signals, state)
     report = None
-    for epoch in range(first_epoch, config.solver.epochs):
-        start_epoch(train_loader, config.seed, ctx.rank, epoch)
+    for epoch in range(start.epoch, config.solver.epochs):
+        start_epoch(train_loader, config.seed, ctx.rank, epoch, start.batches_done_in(epoch))
+        start.restore_random_state(epoch, ctx.rank, ctx.device)
         train_one_epoch(train_encoder, train_header, train_loader, optimizer, scheduler, scaler, texts, config,
-                        epoch, ctx.device, autocast, show_progress)
+                        epoch, ctx.device, autocast, show_progress, batches_done=start.batches_done_in(epoch),
+                        after_step=stops)
         attributes.train_epoch(optimizer, epoch)
         is_best = False
         if evaluates_after(epoch, config):
@@ -196,9 +225,8 @@ def train_jointly(args, config, ctx, precision, autocast, work_dir, show_progres
             logger.info("%s validation (best fused Prec@1 %.3f):\n%s", epoch_label(epoch, config.solver.epochs),
                         best_score, report.summary())
         if ctx.is_main:
-            save_epoch_checkpoints(work_dir, is_best, {ATTRIBUTES_HEAD_KEY: head.state_dict()}, epoch=epoch,
-                                   clip_model=clip_model, header=header, optimizer=optimizer, scheduler=scheduler,
-                                   scaler=scaler, best_score=best_score, config=config)
+            save_epoch_checkpoints(work_dir, is_best, epoch=epoch, **state())
+        stops.after_epoch(epoch)
     logger.info("finished: best fused validation Prec@1 %.3f; checkpoints in %s", best_score, work_dir)
     return report
 

@@ -13,9 +13,10 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
-def torchrun(args, cwd=REPO, processes=2, timeout=240, check=True):
-    """Runs a torchrun job of `processes` CPU processes; stops the whole job when it outlives `timeout`."""
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+def torchrun(args, cwd=REPO, processes=2, timeout=240, check=True, env=None):
+    """Runs a torchrun job of `processes` CPU processes (`env`: more environment variables); stops the whole
+    job when it outlives `timeout`."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="", **(env or {}))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", *args]
     return finished(started(command, cwd, env), timeout, check)
 

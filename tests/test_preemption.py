@@ -110,3 +110,98 @@ def test_a_failed_requeue_is_logged_and_the_run_ends_with_128_plus_the_signal(tm
     assert (tools / "scontrol.calls").read_text() == "requeue 77\n"
     assert "scontrol requeue 77 failed (status 1): scontrol: error: Job is not requeueable" in caplog.text
     assert signal.getsignal(signal.SIGTERM) is not signals._record, "the previous handler is back"
+
+
+def write_checkpoint(path: Path, epoch: int, position=None) -> Path:
+    """A small checkpoint in the layout the run folder's have: `epoch` done, and a mid-epoch `position`."""
+    checkpoint = {"epoch": epoch, "model_state_dict": {"w": torch.zeros(64)}, "fusion_model_state_dict": {}}
+    if position:
+        checkpoint[POSITION_KEY] = dict(zip(("epoch", "batches_done"), position))
+    torch.save(checkpoint, path)
+    return path
+
+
+def test_resume_auto_takes_the_checkpoint_furthest_into_training_and_passes_over_a_truncated_one(tmp_path, caplog):
+    assert run_record.newest_checkpoint(tmp_path) is None
+    last = write_checkpoint(tmp_path / "last_model.pt", epoch=0)
+    mid = write_checkpoint(tmp_path / "mid_epoch.pt", epoch=0, position=(1, 2))
+    assert run_record.newest_checkpoint(tmp_path) == mid
+    mid.write_bytes(mid.read_bytes()[:-100])  # cut short: its end (the zip directory) is missing
+    assert run_record.newest_checkpoint(tmp_path) == last
+    assert f"resume=auto passes over {mid}" in caplog.text
+    write_checkpoint(mid, epoch=0, position=(1, 2))
+    write_checkpoint(last, epoch=1)  # the epoch ended after the mid-epoch checkpoint
+    assert run_record.newest_checkpoint(tmp_path) == last
+    last.write_bytes(b"")
+    mid.write_bytes(mid.read_bytes()[: len(mid.read_bytes()) // 2])
+    assert run_record.newest_checkpoint(tmp_path) is None
+
+
+def test_a_resumed_epoch_leaves_out_the_batches_done_and_keeps_every_samples_seed():
+    sampler = SeededSampler(torch.utils.data.DistributedSampler(range(20), 2, 1, shuffle=True, seed=3), seed=3,
+                            rank=1)
+    sampler.set_epoch(4)
+    whole = list(sampler)
+    sampler.set_epoch(4, skip=6)
+    assert len(sampler) == 4 and list(sampler) == whole[6:]
+    sampler.set_epoch(5)
+    assert len(sampler) == 10 and list(sampler) != whole
+
+
+def test_a_resume_says_in_one_line_what_differs_from_the_interrupted_run(tmp_path, caplog):
+    config = demo_config()
+    facts = {"world_size": 2, "precision": "fp32", "git_commit": "abc", "torch": "2.14"}
+    checkpoint = {"epoch": 0, "model_state_dict": {}, "config": config.to_dict(), "run": dict(facts),
+                  POSITION_KEY: {"epoch": 1, "batches_done": 3}}
+    path = tmp_path / "mid_epoch.pt"
+    torch.save(checkpoint, path)
+    now = demo_config("data.batch_size=4", "data.workers=0", "resume=" + str(path)).to_dict()
+    with caplog.at_level("INFO"):
+        run_record.report_resume(path, now, dict(facts, world_size=1, git_commit="def"), epochs=5)
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines == [f"resuming {path} at epoch 2/5 after batch 3, but this run will not repeat the interrupted "
+                     "one: processes 2 -> 1; code (git commit) abc -> def; data.batch_size "
+                     f"{config.data.batch_size} -> 4 (another process count changes the data order and every "
+                     "sample's random numbers)"]
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        run_record.report_resume(path, config.to_dict(), facts, epochs=5)
+    assert "with the config, process count, precision and code of the run that wrote it" in caplog.text
+    assert "will not repeat" not in caplog.text
+
+
+def test_in_a_slurm_job_the_run_folder_is_named_after_the_job(monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "123")
+    assert run_name(None, distributed=False) == "123"
+    assert run_name("mine", distributed=False) == "mine"
+    monkeypatch.delenv("SLURM_JOB_ID")
+    assert re.fullmatch(r"\d{8}_\d{6}", run_name(None, distributed=False))
+
+
+@pytest.mark.slow
+def test_an_elastic_job_whose_rank_is_killed_restarts_from_the_last_checkpoint_and_ends_as_if_uninterrupted(
+        tiny_config):
+    """torchrun --max-restarts 1 with logging.checkpoint_steps 1 and resume=auto: rank 0 killed with SIGKILL
+    at the third of four steps (after the mid-epoch checkpoint of the second); the restarted job continues from
+    that checkpoint and ends with the weights, optimizer and schedule of an uninterrupted 2-process run.
+    TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 as the docs say (pytorch/pytorch#135712: with the store torchrun
+    shares by default, the restarted workers read the killed ones' addresses and never connect)."""
+    config = tiny_config.write(data={"batch_size": 1}, solver={"epochs": 1}, network=RANDOM_LAYERS,
+                               logging={"checkpoint_steps": 1})
+    common = ["--config", config, "--cpu", *FP32, "--no_progress"]
+    torchrun([str(REPO / "train.py"), *common, "--log_time", "whole"], timeout=420)
+    job = torchrun(["--max-restarts=1", str(REPO / "tests" / "signalled_at_log_line.py"), "KILL",
+                    r"epoch 1/1 \[3/4\]", str(REPO / "train.py"), *common, "--log_time", "elastic", "resume=auto"],
+                   timeout=420, env={"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"})
+    folder = tiny_config.run_folder("elastic")
+    log = (folder / "log.txt").read_text()
+    assert "resume=auto: no complete checkpoint" in log, "the first start should start fresh"
+    assert f"resume=auto: continuing from {folder / 'mid_epoch.pt'}" in log, job.stderr[-3000:]
+    # The killed process logged no [3/4] (the kill comes as the record is made); the restart went on after [2/4].
+    assert [len(re.findall(rf"epoch 1/1 \[{step}/4\]", log)) for step in (1, 2, 3, 4)] == [1, 1, 1, 1]
+    final = torch.load(folder / "last_model.pt", weights_only=True)
+    reference = torch.load(tiny_config.run_folder("whole") / "last_model.pt", weights_only=True)
+    assert final["epoch"] == reference["epoch"] == 0
+    assert_same_tensors(final, reference, COMPARED)
+    assert final["scheduler_state_dict"] == reference["scheduler_state_dict"]
+    assert [start["world_size"] for start in yaml.safe_load((folder / "starts.yaml").read_text())] == [2, 2]

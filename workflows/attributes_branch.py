@@ -116,11 +116,14 @@ class AttributesBranch:
         """Optimizer steps of one pass (the last, incomplete accumulation group is stepped too)."""
         return math.ceil(self.steps / self.config.solver.grad_accumulation_steps)
 
-    def train_epoch(self, optimizer, epoch: int, scheduler=None, scaler=None) -> float:
+    def train_epoch(self, optimizer, epoch: int, scheduler=None, scaler=None, batches_done: int = 0,
+                    after_step=None) -> float:
         """One pass over this process's training sentences in an order that depends only on the seed,
         epoch and rank; returns the mean loss. The head and CLIP's logit scale learn (the latter when the
         optimizer holds it), under the run's autocast; `scheduler` is stepped after every optimizer step
-        (None: the rates stay as they are), `scaler` scales the loss under amp."""
+        (None: the rates stay as they are), `scaler` scales the loss under amp. `batches_done` and
+        `after_step` as in `workflows.training.train_one_epoch`: the pass leaves out the batches an
+        interrupted run did, and calls `after_step(epoch, batches_done, batches)` after each optimizer step."""
         sentences, labels = self._features("train")
         classes = self._features("classes")
         accumulation = self.config.solver.grad_accumulation_steps
@@ -129,24 +132,28 @@ class AttributesBranch:
         self.train_head.train()
         total = 0.0
         label = f"{epoch_label(epoch, self.config.solver.epochs)} attributes"
-        progress = Progress(order.to(sentences.device).view(self.steps, self.batch_size), self.steps, label,
-                            self.config.logging.print_freq, bars=False)
-        for step, batch in enumerate(progress):
+        batches = order.to(sentences.device).view(self.steps, self.batch_size)[batches_done:]
+        progress = Progress(batches, self.steps, label, self.config.logging.print_freq, bars=False, done=batches_done)
+        for step, batch in enumerate(progress, start=batches_done):
             group_size = min(accumulation, self.steps - step // accumulation * accumulation)
             with self.autocast():
                 logit_scale = self.encoder.clip.logit_scale.exp()
                 loss = attributes_step_loss(self.train_head, sentences[batch], labels[batch], classes, logit_scale,
                                             self.config.solver.loss_type)
             (scaler.scale(loss / group_size) if scaler else loss / group_size).backward()
-            if (step + 1) % accumulation == 0 or step + 1 == self.steps:
+            optimizer_step = (step + 1) % accumulation == 0 or step + 1 == self.steps
+            if optimizer_step:
                 step_optimizer(optimizer, scaler)
                 if scheduler is not None:
                     scheduler.step()
             total += loss.item()
             progress.update(loss=loss.item(), lr=optimizer.param_groups[-1]["lr"])
+            if optimizer_step and after_step is not None:
+                after_step(epoch, step + 1, self.steps)
+        done = max(self.steps - batches_done, 1)
         logger.info("%s: attributes branch mean loss %.4f", epoch_label(epoch, self.config.solver.epochs),
-                    total / self.steps)
-        return total / self.steps
+                    total / done)
+        return total / done
 
     def val_scores(self) -> torch.Tensor:
         """Class probabilities [N, C] of the validation sentences, in list order, on the CPU."""

@@ -40,4 +40,4 @@ srun "${srun_options[@]}" bash -c '
     trap "" USR1
     exec torchrun --nnodes="$SLURM_JOB_NUM_NODES" --node_rank="$SLURM_NODEID" --nproc_per_node="$processes" \
         --master_addr="$MASTER_ADDR" --master_port="$MASTER_PORT" "$PROGRAM" "$@"' \
-    bash --config "$config" --log_time "$SLURM_JOB_ID" resume=auto "$@"
+    bash --config "$config" --log_time "$SLURM_JOB_ID" --set resume=auto "$@"

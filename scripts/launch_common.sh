@@ -1,4 +1,5 @@
-# Shared by the run_*.sh scripts: how many processes torchrun starts on this machine.
+# Shared by the launch scripts (run_*.sh, slurm_train.sh): how many processes torchrun starts on this machine,
+# and with how many threads.
 # One per visible GPU (CUDA_VISIBLE_DEVICES is respected), or one process on a CPU-only machine.
 # NPROC_PER_NODE overrides it.
 gpus_visible() {

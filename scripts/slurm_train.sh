@@ -27,10 +27,10 @@ echo "job $SLURM_JOB_ID (run ${SLURM_RESTART_COUNT:-0}): $SLURM_JOB_NUM_NODES no
 srun_options=(--ntasks-per-node=1 --kill-on-bad-exit=1)
 if [ -n "${SLURM_CPUS_PER_TASK:-}" ]; then srun_options+=(--cpus-per-task="$SLURM_CPUS_PER_TASK"); fi
 # The workers (train.py) stop at a step with a checkpoint on USR1 and TERM. torchrun's agent would die of USR1
-# and take the job step down with it: torchrun 2.9 and later forward it to the workers (PET_SIGNALS_TO_HANDLE,
-# their --signals-to-handle; they start their workers in sessions of their own, which Slurm's proctrack/pgid
-# never signals) and wait up to PET_SHUTDOWN_TIMEOUT seconds for them to end; an older torchrun ignores it (the
-# trap), and the workers get it from Slurm itself (proctrack/cgroup, the usual setting).
+# and take the job step down with it. A torchrun that has --signals-to-handle (recent PyTorch; given here as
+# PET_SIGNALS_TO_HANDLE) forwards it to its workers, which it starts in sessions of their own that Slurm's
+# proctrack/pgid never signals, and waits up to PET_SHUTDOWN_TIMEOUT seconds for them to end; an older one
+# ignores it (the trap), and its workers get it from Slurm itself (proctrack/cgroup, the usual setting).
 export PET_SIGNALS_TO_HANDLE=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1 PET_SHUTDOWN_TIMEOUT=${PET_SHUTDOWN_TIMEOUT:-300}
 # shellcheck disable=SC2016  # expanded on each node
 srun "${srun_options[@]}" bash -c '

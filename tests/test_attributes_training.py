@@ -2,7 +2,9 @@
 parameters, learning rates per group and step, and the loss against formulas written out here; its checkpoint
 fused by test.py; a run killed after an epoch's steps and resumed ends bit-identical."""
 import copy
+import logging
 import math
+import signal
 
 import pytest
 import torch
@@ -13,6 +15,7 @@ import test as test_program
 import train_co
 from datasets.annotations import load_class_names
 from modules import VideoHeader
+from tests.killed_at_log_line import signal_on_match
 from tests.resume_checks import assert_same_tensors, killed_mid_run
 from tests.tiny_run import FP32, TinyConfig, write_attribute_files
 from workflows import attributes_branch
@@ -142,3 +145,26 @@ def test_an_attributes_run_killed_mid_epoch_and_resumed_ends_bit_identical(attri
     reference = torch.load(attributes_run["folder"] / "last_model.pt", weights_only=True)
     assert final["epoch"] == reference["epoch"] == EPOCHS - 1
     assert_same_tensors(final, reference, ("model_state_dict", "fusion_model_state_dict", "optimizer_state_dict"))
+
+
+def test_an_attributes_run_sent_sigusr1_stops_after_that_step_and_resume_auto_ends_bit_identical(attributes_run):
+    """Outside Slurm: mid_epoch.pt after the step logged when the signal came, exit status 128 + SIGUSR1."""
+    tiny, config = attributes_run["tiny"], attributes_run["config"]
+    arguments = ["--config", config, "--log_time", "signalled", "--cpu", *FP32, "--no_progress", "resume=auto"]
+    folder = tiny.run_folder("signalled")
+    make_record = logging.getLogRecordFactory()
+    logging.setLogRecordFactory(signal_on_match(rf"epoch {EPOCHS}/{EPOCHS} attributes \[2/4\]", signal.SIGUSR1))
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            train_co.main(arguments)
+    finally:
+        logging.setLogRecordFactory(make_record)
+    assert stopped.value.code == 128 + signal.SIGUSR1
+    checkpoint = torch.load(folder / "mid_epoch.pt", weights_only=True)
+    assert checkpoint["resume_position"] == {"epoch": EPOCHS - 1, "batches_done": 2}
+    train_co.main(arguments)
+    final = torch.load(folder / "last_model.pt", weights_only=True)
+    reference = torch.load(attributes_run["folder"] / "last_model.pt", weights_only=True)
+    assert final["epoch"] == reference["epoch"] == EPOCHS - 1
+    assert_same_tensors(final, reference, ("model_state_dict", "fusion_model_state_dict", "optimizer_state_dict"))
+    assert f"resume=auto: continuing from {folder / 'mid_epoch.pt'}" in (folder / "log.txt").read_text()

@@ -1,8 +1,8 @@
-"""Runs a program that, the first time it logs a line matching a pattern, waits there until SIGUSR1 has reached
-the handler it installed: a real Slurm sends its time-limit warning at a moment of its own choosing (its
-periodic check, every 30 s), and a test wants it in the middle of an epoch whatever the machine's speed. It then holds
-on a few seconds more, as a large model's step would. Only the first run of a Slurm job waits (SLURM_RESTART_COUNT unset or 0), saying so on stderr: a requeued run goes on
-as it is.
+"""Runs train.py so that, the first time it logs a line matching a pattern, it waits there until SIGUSR1 has
+reached the handler it installed: a real Slurm sends its time-limit warning at a moment of its own choosing (its
+periodic check, every 30 s), and a test wants it in the middle of an epoch whatever the machine's speed. It then
+holds on a few seconds more, as a large model's step would. Only the first run of a Slurm job waits
+(SLURM_RESTART_COUNT unset or 0), saying so on stderr: a requeued run goes on as it is.
 Usage: PAUSE_AT=PATTERN python tests/paused_until_signal.py [train.py arguments] (the pattern in the environment,
 so that a launcher can run this file in train.py's place: PROGRAM=tests/paused_until_signal.py)."""
 import logging

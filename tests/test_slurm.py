@@ -42,13 +42,12 @@ def test_the_cluster_runs_steps_and_batch_jobs(slurm, tmp_path):
     assert (tmp_path / "job.out").read_text() == f"node {slurm.node}\n"
 
 
-def wait_for_text(path: Path, text: str, job_id: str, slurm, timeout: float):
-    """Waits until the job's output file holds `text` (failing when the job ends first)."""
+def wait_until(done, job_id: str, slurm, output: Path, timeout: float, what: str):
+    """Waits until `done(job fields)` (failing when the job ends first or the time is up)."""
     deadline = time.monotonic() + timeout
-    while not (path.exists() and text in path.read_text()):
-        state = slurm.job(job_id)["JobState"]
-        assert state not in ENDED and time.monotonic() < deadline, \
-            f"job {job_id} {state}, without {text!r} in its output:\n{path.read_text()[-3000:] if path.exists() else ''}"
+    while not done(job := slurm.job(job_id)):
+        assert job["JobState"] not in ENDED and time.monotonic() < deadline, \
+            f"job {job_id} {job['JobState']} before {what}:\n{output.read_text()[-3000:] if output.exists() else ''}"
         time.sleep(0.5)
 
 
@@ -78,11 +77,14 @@ def test_a_job_signalled_before_its_time_limit_requeues_itself_and_ends_as_an_un
     output = tmp_path / "job.out"
     job_id = slurm.client("sbatch", "--parsable", "--time=10", "--signal=USR1@90", f"--output={output}",
                           "scripts/slurm_train.sh", config, *OPTIONS, env=env, cwd=REPO).strip()
-    wait_for_text(output, "waiting for SIGUSR1", job_id, slurm, timeout=240)
+    wait_until(lambda job: output.exists() and "waiting for SIGUSR1" in output.read_text(), job_id, slurm, output,
+               timeout=240, what="the first run waited for the signal")
     elapsed = minutes(slurm.job(job_id)["RunTime"])
     slurm.client("scontrol", "update", f"JobId={job_id}", f"TimeLimit={elapsed + 2}")  # 60-120 s left
-    wait_for_text(output, "job {} (run 1)".format(job_id), job_id, slurm, timeout=120)
-    slurm.client("scontrol", "update", f"JobId={job_id}", "TimeLimit=10")  # no second warning
+    # Requeued, the job waits 5 s (the cluster's credential lifetime) before its next run: a long limit again
+    # before that run starts, so that no second warning comes.
+    wait_until(lambda job: job["Restarts"] != "0", job_id, slurm, output, timeout=120, what="the requeue")
+    slurm.client("scontrol", "update", f"JobId={job_id}", "TimeLimit=10")
     job = slurm.wait_for_job(job_id, timeout=240)
     assert job["JobState"] == "COMPLETED" and job["Restarts"] == "1", f"{job}\n{output.read_text()[-3000:]}"
     finished(uninterrupted, timeout=300)

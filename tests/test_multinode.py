@@ -42,12 +42,12 @@ def test_two_nodes_train_as_one_node_of_two_processes_and_node_1_writes_nothing(
     env = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
     env.update(CUDA_VISIBLE_DEVICES="", PYTHONDONTWRITEBYTECODE="1", MASTER_ADDR="127.0.0.1",
                MASTER_PORT=str(free_port()), NNODES="2", NPROC_PER_NODE="1")
-    jobs = [started(["bash", "scripts/run_train_multinodes.sh", "tiny.yaml", str(rank), "--log_time", "nodes",
-                     *OPTIONS], node, env) for rank, node in enumerate(nodes)]
-    for job in jobs:
+    one_node_job = started(["bash", "scripts/run_train.sh", "tiny.yaml", "--log_time", "one", *OPTIONS], nodes[0],
+                           dict(env, NPROC_PER_NODE="2"))
+    node_jobs = [started(["bash", "scripts/run_train_multinodes.sh", "tiny.yaml", str(rank), "--log_time", "nodes",
+                          *OPTIONS], node, env) for rank, node in enumerate(nodes)]
+    for job in [one_node_job, *node_jobs]:  # side by side: each waits for its processes to meet
         finished(job, timeout=300)
-    finished(started(["bash", "scripts/run_train.sh", "tiny.yaml", "--log_time", "one", *OPTIONS], nodes[0],
-                     dict(env, NPROC_PER_NODE="2")), timeout=300)
 
     assert files_under(nodes[1]) == before
     run_folders = nodes[0] / "exps" / "tiny" / "ViT-Tiny-16"

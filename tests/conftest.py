@@ -38,7 +38,10 @@ OPTIONAL_EXTRAS = {"tensorboard": "the optional TensorBoard extra is not install
                    "reader decord cannot be used here": "the decord reader's tests did NOT run: decord is not "
                                                         "installed (x86-64 only; requirements-decord.txt)",
                    "decord is not installed": "the decord reader's tests did NOT run: decord is not installed "
-                                              "(x86-64 only; requirements-decord.txt)"}
+                                              "(x86-64 only; requirements-decord.txt)",
+                   # tests/slurm_cluster.py's skip reason: no Slurm packages, not root, or its daemons did not start
+                   "Slurm cannot be used here": "the real-Slurm test did NOT run: Slurm's one-host test cluster "
+                                                "could not start (bash scripts/install_slurm.sh, as root)"}
 
 
 def pytest_terminal_summary(terminalreporter):

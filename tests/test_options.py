@@ -31,6 +31,9 @@ def test_overrides_after_set_reach_every_program(program):
     parse_args, required = PROGRAMS[program]
     args = parse_args([*required, "--set", "data.batch_size=4", "solver.epochs=2"])
     assert overrides(args) == ["data.batch_size=4", "solver.epochs=2"]
+    # a launcher's --set (scripts/slurm_train.sh: --set resume=auto) and the user's own add up
+    args = parse_args([*required, "--set", "resume=auto", "--set", "solver.epochs=2"])
+    assert overrides(args) == ["resume=auto", "solver.epochs=2"]
 
 
 @pytest.mark.parametrize("program", ["train.py", "train_co.py", "test.py", "test_zeroshot.py", "generate_attributes",

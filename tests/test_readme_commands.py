@@ -70,12 +70,12 @@ def is_demo(command):
 
 
 def program(command):
-    """The file a command runs (after environment assignments and `python`/`bash`/`torchrun` with their
-    options; `python -m package.module` runs package/module.py)."""
+    """The file a command runs (after environment assignments and `python`/`bash`/`torchrun`/`sbatch` with
+    their options; `python -m package.module` runs package/module.py)."""
     words = [word for word in command if not re.match(r"^[A-Z_]+=", word)]
     if words[0] == "python" and words[1] == "-m":
         return words[2].replace(".", "/") + ".py"
-    if words[0] in ("python", "bash", "torchrun"):
+    if words[0] in ("python", "bash", "torchrun", "sbatch"):
         return next(word for word in words[1:] if not word.startswith("-"))
     return words[0]
 

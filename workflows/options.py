@@ -38,7 +38,7 @@ def add_config_argument(parser, help="YAML config (see configs/)", **kwargs):
 def add_override_arguments(parser, positional: bool = True, example: str = "data.batch_size=8"):
     """Config overrides `key.sub=value`: `--set KEY=VALUE ...` in every program, and as trailing positional
     arguments in the programs that take no other positional ones; `overrides(args)` returns them all."""
-    parser.add_argument("--set", dest="set_overrides", nargs="*", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", dest="set_overrides", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
                         help=f"config overrides such as {example}")
     if positional:
         parser.add_argument("overrides", nargs="*", help=f"config overrides such as {example}")

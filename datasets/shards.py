@@ -190,27 +190,29 @@ class ShardDataset(VideoClips, IterableDataset):
         info = get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info else (0, 1)
         epoch, batches_done = self._epoch.value, self._batches_done.value
+        # The loader takes one batch from each worker in turn, from worker 0 on: after `batches_done` batches the
+        # next one came from worker `batches_done % num_workers` of the epoch read from its start, so this worker
+        # goes on with the stream of that one (its `role`), past the batches that one had yielded.
+        role, skipped_batches = (batches_done + worker) % num_workers, (batches_done + worker) // num_workers
         rank_first, rank_end = self._rank_range()
         num_batches = -(-(rank_end - rank_first) // self.batch_size)
-        first_batch, end_batch = worker_batches(num_batches, worker, num_workers)
+        first_batch, end_batch = worker_batches(num_batches, role, num_workers)
         first, end = rank_first + first_batch * self.batch_size, min(rank_first + end_batch * self.batch_size, rank_end)
         samples = self._stream(epoch, first, end)
         if self.training:
-            buffer_seed = [self.seed, epoch, self.rank, worker, num_workers]
+            buffer_seed = [self.seed, epoch, self.rank, role, num_workers]
             samples = shuffled(samples, self.shuffle_buffer, np.random.default_rng(buffer_seed))
             generator = torch.Generator().manual_seed(self.seed + 1000 * epoch + self.rank)
             sample_seeds = torch.randint(2**62, (rank_end - rank_first,), generator=generator).tolist()
-        skipped = len(range(worker, batches_done, num_workers)) * self.batch_size  # batch j: worker j % workers
         for position, (shard, sample) in enumerate(samples):
-            if position < skipped:
+            if position < skipped_batches * self.batch_size:  # read, not decoded
                 continue
             if not self.training:
                 yield self._item(shard, sample)
                 continue
-            # The sample's place in the rank's epoch: the loader takes one batch from each worker in turn.
-            place = (position // self.batch_size * num_workers + worker) * self.batch_size + position % self.batch_size
+            batch, slot = divmod(position, self.batch_size)
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(sample_seeds[place])
+                torch.manual_seed(sample_seeds[(batch * num_workers + role) * self.batch_size + slot])
                 item = self._item(shard, sample)
             yield item
 

@@ -127,7 +127,7 @@ def rank_epochs(arguments, rank, replicas, workers, epochs=(0, 1), batch_size=3)
     """The batches (lists of list indices) one rank's loader yields in each epoch."""
     dataset = IndexShards(**arguments)
     dataset.split(rank, replicas, batch_size)
-    loader = DataLoader(dataset, batch_size=batch_size, drop_last=True, num_workers=workers)
+    loader = DataLoader(dataset, batch_size=batch_size, drop_last=dataset.training, num_workers=workers)
     batches = {}
     for epoch in epochs:
         start_epoch(loader, arguments["seed"], rank, epoch)

@@ -192,6 +192,7 @@ def test_make_shards_killed_and_run_again_gives_the_same_shards_keeping_the_fini
     killed_mid_run("tools/make_shards.py", ["--config", config, "--split", "train", "--out", str(out),
                                             "--shard_size", "200KB", "--workers", "1"], r"wrote shard-000002\.tar")
     finished = {path.name: path.stat() for path in out.glob("shard-*.tar")}
+    (out / ".shard-000003.tar.x1y2z3.tmp").write_bytes(b"a shard cut short")  # as a kill in the middle leaves it
     assert sorted(finished) == [f"shard-00000{i}.tar" for i in range(3)] and not (out / "manifest.json").exists()
     resumed = json.loads(Path(shards_of(config, "train", out, "200KB")).read_text())
     assert resumed == reference and len(resumed["shards"]) > 3

@@ -153,6 +153,8 @@ def make_shards(dataset, out, shard_size, workers=1):
     """Shards of `dataset`'s entries in `out` and out/manifest.json, written by `workers` processes."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    for partial in out.glob(".shard-*.tar.*.tmp"):  # a shard being written when an earlier run was killed
+        partial.unlink()
     indices = range(len(dataset.records))
     if workers > 1:
         # Forked workers inherit this process's thread pools without their threads; one torch thread each.

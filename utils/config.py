@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from datasets.shards import is_manifest
 from datasets.transforms import TEST_CROPS
 
 __all__ = ["Config", "ConfigError", "Field", "SCHEMA", "DATA_FILE_KEYS", "AUTO_RESUME",
@@ -58,9 +59,10 @@ SCHEMA = {
         "num_classes": Field(("int",), REQUIRED, "number of classes in label_list", minimum=1),
         "image_tmpl": Field(("str",), "img_{:05d}.jpg", "file name of a frame inside a video folder"),
         "train_root": Field(("str",), "", "folder that training list entries are relative to"),
-        "train_list": Field(("str", "null"), None, "training annotation list"),
+        "train_list": Field(("str", "null"), None, "training annotation list, or the manifest.json of its shards "
+                                                     "(a path or URL; tools/make_shards.py)"),
         "val_root": Field(("str",), "", "folder that validation list entries are relative to"),
-        "val_list": Field(("str", "null"), None, "validation / test annotation list"),
+        "val_list": Field(("str", "null"), None, "validation / test annotation list, or a shard manifest"),
         "label_list": Field(("str",), REQUIRED, "class names, CSV `id,name` (Charades: its classes file)"),
         "index_bias": Field(("int",), 1, "number of the first frame file (1 for img_00001.jpg)", minimum=0),
         "input_size": Field(("int",), 224, "side of the square crop fed to the network", minimum=1),
@@ -78,6 +80,8 @@ SCHEMA = {
         "test_clips": Field(("int",), 1, "temporal clips per video at test time (scores averaged)", minimum=1),
         "test_crops": Field(("int",), 1, "spatial crops per clip at test time (scores averaged): 1 (center), 3, 5 "
                                           "or 10 (the 5 and their flips)", choices=TEST_CROPS),
+        "shuffle_buffer": Field(("int",), 64, "training samples each loader worker shuffles among when data.train_list "
+                                              "names shards (held encoded in memory)", minimum=1),
         "skip_unreadable": Field(("bool",), False, "log and skip videos that cannot be decoded instead of failing"),
         "flip": Field(("bool", "null"), None, "random horizontal flips when training; null: on, except for "
                                               "data whose labels name a direction (Something-Something)"),
@@ -237,7 +241,7 @@ def check_files(config, keys=DATA_FILE_KEYS, optional=()):
         value = _lookup(config, key)
         if value is None or value == "":
             problems.append(f"{key} is not set")
-        elif not Path(value).exists():
+        elif "://" not in str(value) and not Path(value).exists():  # a URL (shard manifest) is read when used
             problems.append(f"{key}: no such file or folder: {value}")
     for key in optional:
         value = _lookup(config, key)
@@ -245,6 +249,14 @@ def check_files(config, keys=DATA_FILE_KEYS, optional=()):
             problems.append(f"{key}: no such file or folder: {value}")
     if problems:
         raise ConfigError(f"{config.source}: " + "; ".join(problems))
+
+
+def check_file_lists(config, program, keys=("data.val_list",)):
+    """Fails when one of the list `keys` names shards (a manifest) for a program that reads lists of files."""
+    for key in keys:
+        if is_manifest(_lookup(config, key) or ""):
+            raise ConfigError(f"{config.source}: {program} reads a list of files; {key} names shards "
+                              f"({_lookup(config, key)})")
 
 
 def _lookup(config, key):
@@ -360,6 +372,14 @@ _KIND_NAMES = {"int": "an integer", "float": "a number", "bool": "true/false", "
 
 
 def _check_consistency(config, source):
+    if (config.data.attributes_train_path or config.data.attributes_val_path) and any(
+            is_manifest(path or "") for path in (config.data.train_list, config.data.val_list)):
+        raise ConfigError(f"{source}: the attributes branch (data.attributes_train_path / attributes_val_path) "
+                          f"reads lists of files, and data.train_list or data.val_list names shards")
+    if is_manifest(config.data.train_list or "") and (config.data.shot or config.data.skip_unreadable):
+        option = "data.shot (few-shot selection)" if config.data.shot else "data.skip_unreadable"
+        raise ConfigError(f"{source}: {option} needs a list of files; data.train_list names shards "
+                          f"({config.data.train_list})")
     if config.data.decode_device == "cuda" and config.data.workers > 0:
         raise ConfigError(f"{source}: data.decode_device cuda decodes in the main process (CUDA does not survive "
                           f"the fork of a loader worker): set data.workers to 0 (it is {config.data.workers})")

@@ -29,9 +29,10 @@ def small_blocks(monkeypatch):
 
 
 def read_in_chunks(url, **retries):
+    """The file's bytes read 10 kB at a time (up to 1 MB more than the test files, should bytes repeat)."""
     out = bytearray()
     with open_stream(url, **retries) as stream:
-        while chunk := stream.read(10_000):
+        while (chunk := stream.read(10_000)) and len(out) < 2_000_000:
             out += chunk
     return bytes(out)
 

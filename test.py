@@ -43,7 +43,7 @@ def main(argv=None):
     # A checkpoint that does not fit fails here.
     encoder, header = load_video_model(config, args.weights, ctx.device, precision)
     loader = test_loader(config, ctx, crops, clips, args.dense or config.data.dense)
-    logger.info("%s x %s x %s, %s; precision %s", counted(len(loader.dataset), "video"), counted(clips, "clip"),
+    logger.info("%s x %s x %s, %s; precision %s", counted(loader.dataset.list_size, "video"), counted(clips, "clip"),
                 counted(crops, "crop"), run.processes, run.precision_label)
 
     eot, tokens = class_texts(encoder, loader.dataset.class_names, ctx.device, autocast)

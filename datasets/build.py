@@ -1,5 +1,6 @@
 """Datasets from a config: which class, list, root and transform each split uses."""
 from datasets.charades import CharadesDataset
+from datasets.shards import ShardDataset, is_manifest
 from datasets.transforms import test_transform, train_transform_for
 from datasets.video import VideoDataset
 
@@ -28,7 +29,19 @@ def build_dataset(config, split: str, test_crops: int = 1, test_clips: int = 1, 
     else:
         arguments = dict(list_file=data.val_list, root=data.val_root, mode="test", test_clips=test_clips,
                          transform=test_transform(data.input_size, test_crops))
+    if is_manifest(arguments["list_file"]):
+        return shard_dataset(config, split, arguments, common)
     if is_charades(config):
         return CharadesDataset(labels_file=data.label_list, fps=data.fps or 24, image_tmpl=data.image_tmpl,
                                **arguments, **common)
     return VideoDataset(labels_file=data.label_list, image_tmpl=data.image_tmpl, **arguments, **common)
+
+
+def shard_dataset(config, split, arguments, common):
+    """The ShardDataset of a list that names a manifest (few-shot and skip_unreadable: utils.config refuses)."""
+    clips = {name: value for name, value in {**arguments, **common}.items()
+             if name in ("mode", "random_shift", "test_clips", "transform", "num_segments", "seg_length", "dense",
+                         "video_backend", "decode_device")}
+    return ShardDataset(arguments["list_file"], config.data.label_list, seed=config.seed,
+                        shuffle_buffer=config.data.shuffle_buffer, tsn_train=split == "train" and is_charades(config),
+                        **clips)

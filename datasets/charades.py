@@ -9,8 +9,6 @@ original; validation and test use the common deterministic sampling.
 """
 import os
 
-import torch
-
 from datasets.annotations import read_charades_csv
 from datasets.decoding import SampleReadError
 from datasets.video import VideoDataset
@@ -31,7 +29,7 @@ class CharadesDataset(VideoDataset):
             raise ValueError(f"Charades is read from frame folders (data.modality RGB), got {modality!r}")
         return "RGB", read_charades_csv(list_file, len(self.class_names), self.fps)
 
-    def _frame_count(self, record, folder):
+    def frame_count(self, record, folder):
         """Frames in the folder, or of the instance's time span clipped to the frames that exist."""
         try:
             available = len(os.listdir(folder))
@@ -40,10 +38,3 @@ class CharadesDataset(VideoDataset):
         if record.num_frames is None:
             return available
         return min(record.num_frames, available - record.start_frame)
-
-    def _target(self, record):
-        if not isinstance(record.label, tuple):
-            return record.label
-        target = torch.zeros(self.num_classes)
-        target[list(record.label)] = 1.0
-        return target

@@ -11,6 +11,7 @@ the debug log.
 """
 import contextlib
 import functools
+import io
 import logging
 import os
 import re
@@ -72,11 +73,16 @@ def read_frame_folder(video_dir, image_tmpl, frame_numbers, device="cpu"):
     """
     unique, inverse = _unique_with_inverse(frame_numbers)
     paths = [os.path.join(video_dir, name) for name in frame_file_names(video_dir, image_tmpl, unique)]
-    encoded = [_read_frame_file(video_dir, path) for path in paths]
+    return decode_frames([_read_frame_file(video_dir, path) for path in paths], paths, inverse, video_dir, device)
+
+
+def decode_frames(encoded, names, inverse, video_dir, device="cpu"):
+    """[N, 3, H, W] of the encoded images (uint8 tensors) `inverse` picks; `names` and `video_dir` name
+    them in errors. Frame folders and frame shards decode here, so both give the same tensors."""
     if torch.device(device).type == "cuda":
         return _decode_jpegs_on_gpu(video_dir, encoded, f"cuda:{torch.cuda.current_device()}")[inverse]
     frames = []
-    for path, data in zip(paths, encoded):
+    for path, data in zip(names, encoded):
         try:
             frames.append(decode_image(data, mode=ImageReadMode.RGB))
         except RuntimeError as err:
@@ -85,6 +91,37 @@ def read_frame_folder(video_dir, image_tmpl, frame_numbers, device="cpu"):
             raise SampleReadError(f"frame {path} is {tuple(frames[-1].shape[1:])} (H, W), "
                                   f"other frames of {video_dir} are {tuple(frames[0].shape[1:])}")
     return _stack_channels_last([frame.permute(1, 2, 0) for frame in frames], inverse)
+
+
+class FrameFolder:
+    """A frame-folder record read like a video: frame k (0-based) is the file numbered k + `first_number`."""
+
+    def __init__(self, path, image_tmpl, num_frames, first_number, device="cpu"):
+        self.path, self.image_tmpl, self.num_frames = path, image_tmpl, num_frames
+        self.first_number, self.device = first_number, device
+
+    def __len__(self):
+        return self.num_frames
+
+    def get_frames(self, indices):
+        return read_frame_folder(self.path, self.image_tmpl, np.asarray(indices) + self.first_number, self.device)
+
+
+class EncodedFrames:
+    """A frame-folder record held in memory (a sample of a frame shard), read like a video: frame k is the
+    encoded image `encoded[k]` (bytes); `name` names the sample in errors."""
+
+    def __init__(self, name, encoded, device="cpu"):
+        self.name, self.encoded, self.device = name, encoded, device
+
+    def __len__(self):
+        return len(self.encoded)
+
+    def get_frames(self, indices):
+        unique, inverse = _unique_with_inverse(indices)
+        data = [torch.frombuffer(bytearray(self.encoded[k]), dtype=torch.uint8) for k in unique.tolist()]
+        return decode_frames(data, [f"{self.name} frame {k}" for k in unique.tolist()], inverse, self.name,
+                             self.device)
 
 
 def _read_frame_file(video_dir, path):
@@ -212,14 +249,14 @@ class TorchCodecVideo:
     decoding), so counts and indices are exact, as PyAV's. device 'cuda' decodes with NVDEC and returns
     GPU tensors; where the GPU cannot decode a file, TorchCodec decodes it on the CPU and this is logged."""
 
-    def __init__(self, path, device="cpu"):
+    def __init__(self, path, device="cpu", data=None):
         decoder_class, why_not = torchcodec_decoder()
         if decoder_class is None:
             raise SampleReadError(f"cannot open video {path}: TorchCodec is unavailable: {why_not}")
         self.path, self.device, self._fallback_checked = path, device, device == "cpu"
         try:
             with native_stderr_captured():
-                self._decoder = decoder_class(path, seek_mode="exact", dimension_order="NHWC",
+                self._decoder = decoder_class(path if data is None else data, seek_mode="exact", dimension_order="NHWC",
                                               num_ffmpeg_threads=DECODER_THREADS, device=device)
         except (RuntimeError, ValueError) as err:
             raise SampleReadError(f"cannot open video {path}: TorchCodec cannot read it: "
@@ -267,15 +304,15 @@ class DecordVideo:
     (a buffer size mismatch): such a video is refused at open (rotation read with PyAV), so open_video
     decodes it with the next reader."""
 
-    def __init__(self, path):
+    def __init__(self, path, data=None):
         self.path = path
-        rotation = _display_rotation(path)
+        rotation = _display_rotation(_source(path, data))
         if round(rotation / 90) % 2:
             raise SampleReadError(f"cannot open video {path}: decord cannot decode videos turned by {rotation:g} "
                                   f"degrees")
         try:
             with native_stderr_captured() as output:
-                self._reader = decord.VideoReader(path, num_threads=DECODER_THREADS)
+                self._reader = decord.VideoReader(_source(path, data), num_threads=DECODER_THREADS)
         except (RuntimeError, decord.DECORDError) as err:
             reason = " ".join(output[0].split()) or str(err)
             raise SampleReadError(f"cannot open video {path}: decord cannot read it: {reason}") from err
@@ -295,10 +332,15 @@ class DecordVideo:
         return _stack_channels_last(torch.from_numpy(frames), inverse)
 
 
-def _display_rotation(path):
+def _source(path, data):
+    """What PyAV and decord open: the file, or its bytes (`data`) as a file object."""
+    return path if data is None else io.BytesIO(data)
+
+
+def _display_rotation(source):
     """The rotation (degrees) of a video's first frame as PyAV reads it; 0 where PyAV cannot read it."""
     try:
-        with av.open(path) as container:
+        with av.open(source) as container:
             return next(container.decode(video=0), None).rotation
     except (av.FFmpegError, OSError, AttributeError, IndexError):
         return 0
@@ -336,12 +378,12 @@ class PyAVVideo:
 
     seek_gap = 64  # decode forward through shorter gaps; seek (to a keyframe) across longer ones
 
-    def __init__(self, path):
+    def __init__(self, path, data=None):
         self.path = path
         try:
             # Kept open for get_frames: opening decodes the first frame (FFmpeg's stream probing), a share of
             # a clip's decoding worth saving. PyAV closes it when this object goes.
-            self._container = av.open(path)
+            self._container = av.open(_source(path, data))
         except (av.FFmpegError, OSError) as err:
             raise SampleReadError(f"cannot open video {path}: {_ffmpeg_reason(err)}") from err
         try:
@@ -486,10 +528,11 @@ def default_video_backend():
     return reader_order()[0]
 
 
-def open_video(path, backend=None, device="cpu"):
+def open_video(path, backend=None, device="cpu", data=None):
     """Opens a video file with `backend` ('auto' or None, 'torchcodec', 'pyav', 'decord'), falling back to
     the automatic readers it is not; device 'cuda' decodes with TorchCodec on the GPU. AVI files decode
-    with PyAV on the CPU whatever `backend` says (PYAV_ONLY_SUFFIXES), logged.
+    with PyAV on the CPU whatever `backend` says (PYAV_ONLY_SUFFIXES), logged. `data`: the file's bytes
+    (a video from a shard), decoded from memory; `path` then only names it (messages, suffix).
 
     Raises SampleReadError when no reader opens the file (with PyAV's reason, FFmpeg's complete one,
     where PyAV was tried) and VideoBackendError when `backend` or `device` cannot be used here.
@@ -497,7 +540,7 @@ def open_video(path, backend=None, device="cpu"):
     order = reader_order(backend, device)
     if device == "cuda":
         device = f"cuda:{torch.cuda.current_device()}"  # this process's GPU (one per rank)
-    if not os.path.isfile(path):
+    if data is None and not os.path.isfile(path):
         raise SampleReadError(f"video {path} does not exist")
     if device == "cpu" and os.path.splitext(path)[1].lower() in PYAV_ONLY_SUFFIXES and order[0] != "pyav":
         _log_once(("pyav only", backend), logging.WARNING if backend not in (None, "auto") else logging.INFO,
@@ -507,7 +550,7 @@ def open_video(path, backend=None, device="cpu"):
     errors = {}
     for name in order:
         try:
-            video = _READERS[name](path, device) if name == "torchcodec" else _READERS[name](path)
+            video = _READERS[name](path, device, data) if name == "torchcodec" else _READERS[name](path, data)
         except SampleReadError as err:
             errors[name] = err
             continue

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from datasets.shards import is_manifest
 from datasets.transforms import TEST_CROPS
 
 __all__ = ["Config", "ConfigError", "Field", "SCHEMA", "DATA_FILE_KEYS",
@@ -54,9 +55,10 @@ SCHEMA = {
         "num_classes": Field(("int",), REQUIRED, "number of classes in label_list", minimum=1),
         "image_tmpl": Field(("str",), "img_{:05d}.jpg", "file name of a frame inside a video folder"),
         "train_root": Field(("str",), "", "folder that training list entries are relative to"),
-        "train_list": Field(("str", "null"), None, "training annotation list"),
+        "train_list": Field(("str", "null"), None, "training annotation list, or the manifest.json of its shards "
+                                                     "(a path or URL; tools/make_shards.py)"),
         "val_root": Field(("str",), "", "folder that validation list entries are relative to"),
-        "val_list": Field(("str", "null"), None, "validation / test annotation list"),
+        "val_list": Field(("str", "null"), None, "validation / test annotation list, or a shard manifest"),
         "label_list": Field(("str",), REQUIRED, "class names, CSV `id,name` (Charades: its classes file)"),
         "index_bias": Field(("int",), 1, "number of the first frame file (1 for img_00001.jpg)", minimum=0),
         "input_size": Field(("int",), 224, "side of the square crop fed to the network", minimum=1),
@@ -74,6 +76,8 @@ SCHEMA = {
         "test_clips": Field(("int",), 1, "temporal clips per video at test time (scores averaged)", minimum=1),
         "test_crops": Field(("int",), 1, "spatial crops per clip at test time (scores averaged): 1 (center), 3, 5 "
                                           "or 10 (the 5 and their flips)", choices=TEST_CROPS),
+        "shuffle_buffer": Field(("int",), 64, "training samples each loader worker shuffles among when data.train_list "
+                                              "names shards (held encoded in memory)", minimum=1),
         "skip_unreadable": Field(("bool",), False, "log and skip videos that cannot be decoded instead of failing"),
         "flip": Field(("bool", "null"), None, "random horizontal flips when training; null: on, except for "
                                               "data whose labels name a direction (Something-Something)"),
@@ -216,7 +220,7 @@ def check_files(config, keys=DATA_FILE_KEYS, optional=()):
         value = _lookup(config, key)
         if value is None or value == "":
             problems.append(f"{key} is not set")
-        elif not Path(value).exists():
+        elif "://" not in str(value) and not Path(value).exists():  # a URL (shard manifest) is read when used
             problems.append(f"{key}: no such file or folder: {value}")
     for key in optional:
         value = _lookup(config, key)
@@ -336,6 +340,10 @@ _KIND_NAMES = {"int": "an integer", "float": "a number", "bool": "true/false", "
 
 
 def _check_consistency(config, source):
+    if is_manifest(config.data.train_list or "") and (config.data.shot or config.data.skip_unreadable):
+        option = "data.shot (few-shot selection)" if config.data.shot else "data.skip_unreadable"
+        raise ConfigError(f"{source}: {option} needs a list of files; data.train_list names shards "
+                          f"({config.data.train_list})")
     if config.data.decode_device == "cuda" and config.data.workers > 0:
         raise ConfigError(f"{source}: data.decode_device cuda decodes in the main process (CUDA does not survive "
                           f"the fork of a loader worker): set data.workers to 0 (it is {config.data.workers})")

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, IterableDataset, Sampler
 
 from datasets.transforms import normalize_on_device
 from modules.video_clip import view_scores
@@ -39,11 +39,31 @@ def gather_in_list_order(local: torch.Tensor, total: int) -> torch.Tensor:
     return gathered.transpose(0, 1).reshape(replicas * per_rank, *local.shape[1:])[:total]
 
 
+def gather_by_index(local: torch.Tensor, indices: torch.Tensor, total: int) -> torch.Tensor:
+    """Per-rank results of the list positions `indices` (a shard dataset's split) put into list order."""
+    replicas = world_size()
+    if replicas > 1:
+        per_rank = math.ceil(total / replicas)  # no rank holds more (datasets.shards splits evenly)
+        padded = local.new_zeros((per_rank,) + local.shape[1:])
+        padded[: len(local)] = local
+        positions = torch.full((per_rank,), -1, dtype=torch.long, device=local.device)
+        positions[: len(indices)] = indices
+        local = all_gather_no_grad(padded).reshape(replicas * per_rank, *local.shape[1:])
+        indices = all_gather_no_grad(positions).reshape(-1)
+    ordered = local.new_zeros((total,) + local.shape[1:])
+    ordered[indices[indices >= 0]] = local[indices >= 0]
+    return ordered
+
+
 def evaluation_loader(dataset, batch_size: int, workers: int, rank: int = 0, replicas: int = 1,
                       device="cpu") -> DataLoader:
-    """This rank's share of `dataset` in list order; batches in pinned memory when they go to a GPU (`device`)
-    from the CPU (not when the dataset decodes on the GPU)."""
+    """This rank's share of `dataset` in list order (a shard dataset: its range of the manifest's order, items
+    with their list index); batches in pinned memory when they go to a GPU (`device`) from the CPU (not when
+    the dataset decodes on the GPU)."""
     pin = torch.device(device).type == "cuda" and getattr(dataset, "decode_device", "cpu") == "cpu"
+    if isinstance(dataset, IterableDataset):
+        dataset.split(rank, replicas, batch_size)
+        return DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=pin)
     return DataLoader(dataset, batch_size=batch_size, sampler=ShardSampler(len(dataset), rank, replicas),
                       num_workers=workers, pin_memory=pin, persistent_workers=False)
 
@@ -112,15 +132,16 @@ def predict(encoder, header, loader, class_eot, class_tokens, device, autocast, 
     """Scores [N, C] and labels of the loader's dataset in list order (gathered over all processes)."""
     encoder.eval()
     header.eval()
-    scores, labels = [], []
+    scores, labels, indices = [], [], []
     progress_bar = Progress(loader, len(loader), "test", bars=progress)
-    for views, label in progress_bar:
+    for views, label, *index in progress_bar:  # a shard dataset's items carry their list index
         views = normalize_on_device(views, device)
         with autocast():
             scores.append(view_scores(encoder, header, views, class_eot, class_tokens).float().cpu())
         labels.append(label)
+        indices += index
         progress_bar.update()
-    total = len(loader.dataset)
+    total = loader.dataset.list_size
     if scores:
         local_scores, local_labels = torch.cat(scores), torch.cat(labels)
     else:  # more processes than videos: empty results of the shapes the others gather
@@ -129,5 +150,9 @@ def predict(encoder, header, loader, class_eot, class_tokens, device, autocast, 
         multi_label = getattr(loader.dataset, "multi_label", False)
         local_labels = torch.zeros(0, num_classes) if multi_label else torch.zeros(0, dtype=torch.long)
     to_device = device if world_size() > 1 and device.type == "cuda" else "cpu"
+    if isinstance(loader.dataset, IterableDataset):
+        positions = torch.cat(indices).to(to_device) if indices else torch.zeros(0, dtype=torch.long, device=to_device)
+        return (gather_by_index(local_scores.to(to_device), positions, total).cpu(),
+                gather_by_index(local_labels.to(to_device), positions, total).cpu())
     return (gather_in_list_order(local_scores.to(to_device), total).cpu(),
             gather_in_list_order(local_labels.to(to_device), total).cpu())

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, IterableDataset
 
 from datasets.seeded import SeededSampler, SeededSamples
 from modules import VideoHeader
@@ -26,20 +26,29 @@ def train_loader_for(dataset, config, ctx) -> DataLoader:
     if len(dataset) < config.data.batch_size * ctx.world_size:
         raise ConfigError(f"{config.data.train_list}: {len(dataset)} training videos is fewer than one batch "
                           f"(data.batch_size {config.data.batch_size} x {ctx.world_size} processes)")
+    pin_memory = ctx.device.type == "cuda" and config.data.decode_device == "cpu"
+    if isinstance(dataset, IterableDataset):  # shards: the dataset splits, orders and seeds itself
+        dataset.split(ctx.rank, ctx.world_size, config.data.batch_size)
+        return DataLoader(dataset, batch_size=config.data.batch_size, drop_last=True, num_workers=config.data.workers,
+                          pin_memory=pin_memory, persistent_workers=config.data.workers > 0)
     # A DistributedSampler with explicit replicas needs no process group: one process shuffles the same way.
     sampler = SeededSampler(DistributedSampler(dataset, ctx.world_size, ctx.rank, shuffle=True, seed=config.seed),
                             config.seed, ctx.rank)
     # The loader's own generator: the worker seed it draws once must not move the global one (dropout).
     return DataLoader(SeededSamples(dataset), batch_size=config.data.batch_size, sampler=sampler, drop_last=True,
                       num_workers=config.data.workers,
-                      pin_memory=ctx.device.type == "cuda" and config.data.decode_device == "cpu",
+                      pin_memory=pin_memory,
                       persistent_workers=config.data.workers > 0, generator=torch.Generator())
 
 
-def start_epoch(loader: DataLoader, seed: int, rank: int, epoch: int):
-    """Re-seeds everything random for `epoch`, so a resumed run repeats an uninterrupted one exactly."""
+def start_epoch(loader: DataLoader, seed: int, rank: int, epoch: int, batches_done: int = 0):
+    """Re-seeds everything random for `epoch`, so a resumed run repeats an uninterrupted one exactly; a shard
+    dataset starts the epoch at batch `batches_done` (a resumed epoch)."""
     seed_everything(seed + 1000 * epoch + rank)
-    loader.sampler.set_epoch(epoch)
+    if hasattr(loader.dataset, "set_epoch"):
+        loader.dataset.set_epoch(epoch, batches_done)
+    else:
+        loader.sampler.set_epoch(epoch)
 
 
 def build_models(config, device):

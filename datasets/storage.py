@@ -48,12 +48,13 @@ def redact(url: str) -> str:
 
 
 def _redacted_text(text: str, url: str) -> str:
-    """`text` (a library's message, which may quote the URL) with the URL's credentials removed."""
+    """`text` (a library's message, which may quote the URL) with the URL's credentials removed: its
+    password, its query string and the query's longer values (tokens, signatures; short ones such as a
+    part number are left, as they may be a part of anything)."""
     parts = urllib.parse.urlsplit(url)
     text = text.replace(url, redact(url))
-    secrets = [value for _, value in urllib.parse.parse_qsl(parts.query)] + [parts.password or "",
-                                                                               parts.query]
-    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+    values = [value for _, value in urllib.parse.parse_qsl(parts.query) if len(value) >= 8]
+    for secret in sorted(filter(None, values + [parts.password, parts.query]), key=len, reverse=True):
         text = text.replace(secret, "***").replace(urllib.parse.quote(secret, safe=""), "***")
     return text
 
@@ -92,7 +93,8 @@ def _decisive(error: BaseException) -> BaseException:
 
 
 def _transport_errors() -> tuple:
-    """Exceptions of the installed network libraries that mean a transfer failed, not that a file is missing."""
+    """Exceptions of the file system and the installed network libraries: a transfer failed or a server
+    answered with an error (`_passing` tells which may succeed when tried again)."""
     errors = [OSError, TimeoutError, fsspec.exceptions.FSTimeoutError]
     with contextlib.suppress(ImportError):
         import aiohttp
@@ -100,7 +102,7 @@ def _transport_errors() -> tuple:
     with contextlib.suppress(ImportError):
         import botocore.exceptions
         errors += [botocore.exceptions.HTTPClientError, botocore.exceptions.ConnectionError,
-                   botocore.exceptions.ResponseStreamingError]
+                   botocore.exceptions.ResponseStreamingError, botocore.exceptions.ClientError]
     return tuple(errors)
 
 

@@ -3,6 +3,7 @@ requests that can go down and come back on the same port, and moto's S3 server. 
 that stop the server however the test ends."""
 import contextlib
 import http.server
+import multiprocessing
 import re
 import socket
 import threading
@@ -143,6 +144,27 @@ class FileServer:
     def _come_back(self):
         if not self._closed:
             self.start()
+
+
+def _serve(root, ports):
+    with FileServer(root) as server:
+        ports.put(server.port)
+        threading.Event().wait()  # until the parent terminates this process
+
+
+@contextlib.contextmanager
+def file_server_process(root):
+    """A FileServer of `root` in a child process (the benchmarks: its CPU time is not the reader's); yields its
+    base URL. The child is ended when the block ends."""
+    context = multiprocessing.get_context("spawn")
+    ports = context.Queue()
+    child = context.Process(target=_serve, args=(str(root), ports), daemon=True)
+    child.start()
+    try:
+        yield f"http://127.0.0.1:{ports.get(timeout=60)}"
+    finally:
+        child.terminate()
+        child.join()
 
 
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "fake-access-key-id", "AWS_SECRET_ACCESS_KEY": "fake-secret-access-key",

@@ -90,7 +90,8 @@ def test_http_credentials_from_netrc(tmp_path, blob, monkeypatch):
 
 
 def test_redact_removes_user_password_and_query_values():
-    assert redact("https://u:p@host:8/a/b.tar?X-Amz-Signature=s&x=1") == "https://host:8/a/b.tar?X-Amz-Signature=***&x=***"
+    assert redact("https://u:p@host:8/a/b.tar?X-Amz-Signature=s&x=1") == \
+        "https://host:8/a/b.tar?X-Amz-Signature=***&x=***"
     assert redact("s3://bucket/shards/000.tar") == "s3://bucket/shards/000.tar"
     assert redact("/data/shards/000.tar") == "/data/shards/000.tar"
 

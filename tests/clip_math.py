@@ -38,15 +38,63 @@ def residual_blocks(x, sd, prefix, heads, causal=False, eps=1e-5):
     return x
 
 
-def vit_image_features(sd, images):
+def vit_tokens(sd, images):
+    """The tokens [N, 1+P, D] a ViT's first block gets: class token and patches, position embeddings, ln_pre."""
     width = sd["visual.conv1.weight"].shape[0]
     x = torch.nn.functional.conv2d(images, sd["visual.conv1.weight"], stride=sd["visual.conv1.weight"].shape[-1])
     x = x.flatten(2).transpose(1, 2)
     cls = sd["visual.class_embedding"].expand(x.shape[0], 1, width)
     x = torch.cat([cls, x], dim=1) + sd["visual.positional_embedding"]
-    x = layer_norm(x, sd["visual.ln_pre.weight"], sd["visual.ln_pre.bias"])
-    x = residual_blocks(x, sd, "visual.transformer.resblocks", width // 64)
+    return layer_norm(x, sd["visual.ln_pre.weight"], sd["visual.ln_pre.bias"])
+
+
+def vit_head(sd, x):
     return layer_norm(x[:, 0], sd["visual.ln_post.weight"], sd["visual.ln_post.bias"]) @ sd["visual.proj"]
+
+
+def vit_image_features(sd, images):
+    heads = sd["visual.conv1.weight"].shape[0] // 64
+    return vit_head(sd, residual_blocks(vit_tokens(sd, images), sd, "visual.transformer.resblocks", heads))
+
+
+def bottleneck(x, sd, prefix):
+    """AIM's adapter without its skip: fc, GELU (erf form), fc."""
+    h = x @ sd[f"{prefix}.fc1.weight"].t() + sd[f"{prefix}.fc1.bias"]
+    h = 0.5 * h * (1 + torch.erf(h / 2 ** 0.5))
+    return h @ sd[f"{prefix}.fc2.weight"].t() + sd[f"{prefix}.fc2.bias"]
+
+
+def aim_vit_image_features(sd, images, num_frames):
+    """An OpenAI-layout ViT with AIM adapters (Yang et al. 2023), images [B*T, 3, H, W] of B clips of T frames.
+
+    Per block: temporal attention (the block's attention over each token position's T frames, one clip at a
+    time), T-Adapter, residual; spatial attention, S-Adapter with skip, residual; MLP plus 0.5 * MLP-Adapter.
+    """
+    x = vit_tokens(sd, images)
+    frames, length, width = x.shape
+    heads = width // 64
+    x = x + sd["visual.transformer.resblocks.0.aim_time_embedding"][torch.arange(frames) % num_frames, None, :]
+    prefix = "visual.transformer.resblocks"
+    layers = len({k[len(prefix):].split(".")[1] for k in sd if k.startswith(prefix + ".")})
+    for i in range(layers):
+        p = f"{prefix}.{i}"
+        temporal = torch.empty_like(x)
+        for start in range(0, frames, num_frames):  # one clip
+            for position in range(length):
+                sequence = x[start:start + num_frames, position][None]  # [1, T, D]
+                h = layer_norm(sequence, sd[f"{p}.ln_1.weight"], sd[f"{p}.ln_1.bias"])
+                attended = explicit_attention(h, sd, f"{p}.attn", heads)[0]
+                temporal[start:start + num_frames, position] = bottleneck(attended, sd, f"{p}.aim_temporal")
+        x = x + temporal
+        h = layer_norm(x, sd[f"{p}.ln_1.weight"], sd[f"{p}.ln_1.bias"])
+        spatial = explicit_attention(h, sd, f"{p}.attn", heads)
+        x = x + spatial + bottleneck(spatial, sd, f"{p}.aim_spatial")
+        h = layer_norm(x, sd[f"{p}.ln_2.weight"], sd[f"{p}.ln_2.bias"])
+        mlp = h @ sd[f"{p}.mlp.c_fc.weight"].t() + sd[f"{p}.mlp.c_fc.bias"]
+        mlp = mlp * torch.sigmoid(1.702 * mlp)
+        mlp = mlp @ sd[f"{p}.mlp.c_proj.weight"].t() + sd[f"{p}.mlp.c_proj.bias"]
+        x = x + mlp + 0.5 * bottleneck(h, sd, f"{p}.aim_mlp")
+    return vit_head(sd, x)
 
 
 def text_features(sd, text):

@@ -289,9 +289,10 @@ class ShardDataset(VideoClips, IterableDataset):
                     if count >= first:
                         yield sample
                     count += 1
-        except tarfile.TarError as err:  # webdataset adds the stream and URL to the arguments
-            raise ShardReadError(f"shard {redact(url)} is not a readable tar file ({err.args[0]} after "
-                                 f"{count} samples)") from None
+        except tarfile.TarError as err:  # webdataset appends ' @ <stream>' to the message, the stream and URL to args
+            reason = str(err.args[0]).rpartition(" @ ")[0] or err.args[0]
+            raise ShardReadError(f"shard {redact(url)} is not a readable tar file ({reason} after {count} "
+                                 f"samples)") from None
         if count < end:
             raise ShardReadError(f"shard {redact(url)} holds {count} samples, its manifest "
                                  f"{redact(self.manifest_url)} says {shard.samples}")

@@ -36,6 +36,13 @@ RETRIED_HTTP_STATUSES = (408, 429)  # and every 5xx: the server may answer later
 class ShardReadError(SampleReadError):
     """A file (a shard, a manifest) cannot be read: missing, forbidden, or failing after every retry."""
 
+    def __init__(self, message):
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self):
+        return self.message  # webdataset's tar readers append the stream and URL to an error's args on its way up
+
 
 def redact(url: str) -> str:
     """`url` without credentials: no user:password@, the query's values replaced by '***'."""

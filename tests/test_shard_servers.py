@@ -3,6 +3,7 @@ middle of an epoch and comes back, and from an S3-protocol server (moto), ends w
 on local shards; a corrupt shard ends the run with one error line naming it, or with data.skip_unreadable is
 skipped, its samples replaced and the count logged."""
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -78,8 +79,8 @@ def test_a_corrupt_shard_ends_training_with_one_error_line_naming_it(shards, tin
     with pytest.raises(ShardReadError) as raised:
         train_on(config, tiny_config, "corrupt", folder)
     line = error_line(raised.value)
-    assert line.startswith(f"error: shard {folder}/train/shard-000002.tar is not a readable tar file"), line
-    assert "\n" not in line
+    assert line == f"error: shard {folder}/train/shard-000002.tar is not a readable tar file (invalid header after 0 " \
+                   f"samples)", line
 
 
 def test_skip_unreadable_leaves_out_a_corrupt_shard_and_replaces_its_samples(tiny_config, tiny_dataset, tmp_path,
@@ -101,3 +102,22 @@ def test_skip_unreadable_leaves_out_a_corrupt_shard_and_replaces_its_samples(tin
     assert dataset.num_skipped == 1
     assert "skipping unreadable shard: shard" in caplog.text and "shard-000002.tar is not a readable tar" in caplog.text
     assert "epoch 0: 1 unreadable shard(s) skipped (shard-000002.tar), their 1 samples replaced" in caplog.text
+
+
+def test_a_server_that_goes_down_for_good_mid_epoch_ends_with_one_error_line_naming_the_shard(tiny_config, tmp_path,
+                                                                                               monkeypatch):
+    """The error a shard's reader raises passes through webdataset's tar reader (which appends to the args of
+    the errors it passes on) and still prints as one line naming the shard and the tries."""
+    shards_of(tiny_config.write(), "train", tmp_path / "shards")
+    monkeypatch.setattr(storage, "READ_TRIES", 2)
+    monkeypatch.setattr(storage, "FIRST_BACKOFF_S", 0.01)
+    with FileServer(tmp_path) as server:
+        dataset = IndexShards(server.url("shards/manifest.json"), str(tiny_config.values["data"]["label_list"]),
+                              mode="train", seed=3, shuffle_buffer=2)
+        dataset.split(0, 1, 2)
+        server.outage(after_bytes=300_000)
+        with pytest.raises(ShardReadError) as raised:
+            list(DataLoader(dataset, batch_size=2, drop_last=True))
+    line = error_line(raised.value)
+    assert re.fullmatch(re.escape(f"error: cannot read {server.url('shards/shard-')}") + r"\d{6}\.tar at byte \d+ "
+                        r"after 2 tries: Connect call failed \('127\.0\.0\.1', \d+\)", line), line

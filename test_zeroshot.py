@@ -17,6 +17,7 @@ import logging
 from pathlib import Path
 
 from utils.checkpoint import save_atomically
+from utils.config import check_file_lists
 from utils.distributed import run_program
 from utils.logger import counted
 from workflows.inference import add_evaluation_arguments, class_texts, load_video_model, test_loader
@@ -50,6 +51,7 @@ def scores_path(path: str, split: int, num_splits: int) -> str:
 def evaluate_split(config_path, config, run):
     """(logits [N, K, C], labels) of one config's list, scored against its class names."""
     args, ctx, autocast = run.args, run.ctx, run.autocast
+    check_file_lists(config, "test_zeroshot.py")
     # Before the data: a bad checkpoint fails fast.
     encoder, header = load_video_model(config, args.weights, ctx.device, run.precision)
     crops = args.test_crops or config.data.test_crops

@@ -47,7 +47,8 @@ class VideoClips:
                  test_clips=1, transform=None, video_backend=None, decode_device="cpu"):
         if mode not in SAMPLING_MODES:
             raise ValueError(f"mode must be one of {SAMPLING_MODES}, got {mode!r}")
-        self.mode, self.transform, self.video_backend, self.decode_device = mode, transform, video_backend, decode_device
+        self.mode, self.transform = mode, transform
+        self.video_backend, self.decode_device = video_backend, decode_device
         self.sampler = ClipSampler(num_segments, seg_length, dense=dense, random_shift=random_shift,
                                    num_clips=test_clips if mode == "test" else 1, tsn_train=self.tsn_train)
         self.labels_file, self.class_names = labels_file, load_class_names(labels_file)

@@ -90,7 +90,8 @@ def test_every_documented_command_runs_on_the_demo_or_is_a_template_of_existing_
     assert {program(command) for command in commands if is_demo(command)} == {
         "tools/plot_curves.py", "tools/predict.py", "tools/analyze_scores.py", "train.py",  # and the attributes example:
         "tools/generate_attributes.py", "train_co.py", "test.py", "tools/make_demo_data.py", "tools/extract_features.py",
-        "tools/export.py", "tools/app.py"}
+        "tools/export.py", "tools/app.py",
+        "tools/make_shards.py"}
     for command in commands:
         if command[:3] == ["pip", "install", "-r"]:  # an optional extra: its requirements file exists
             assert (REPO / command[3]).is_file(), f"missing requirements file in {shlex.join(command)}"

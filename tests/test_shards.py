@@ -3,7 +3,6 @@ kill; a shard dataset's samples are the per-file dataset's, every rank and loade
 an epoch exactly once, a resumed epoch skips what was consumed, and train.py / test.py run on shards (torchrun,
 kill -9 and resume, scores in list order)."""
 import hashlib
-import io
 import json
 import tarfile
 from pathlib import Path
@@ -14,13 +13,15 @@ from torch.utils.data import DataLoader
 
 import test as test_program
 import train as train_program
-from datasets.annotations import read_video_list
+from datasets.annotations import AnnotationError, read_video_list
 from datasets.build import build_dataset
+from datasets.decoding import SampleReadError
+from datasets.shards import read_manifest
 from tests.processes import torchrun
 from tests.resume_checks import assert_same_tensors, killed_mid_run
 from tests.shard_checks import IndexShards, repeated_list, shards_of
 from tests.tiny_run import FP32, TinyConfig, write_tiny_checkpoint
-from utils.config import load_config
+from utils.config import ConfigError, load_config
 from workflows.training_run import start_epoch
 
 REPO = Path(__file__).resolve().parent.parent
@@ -87,9 +88,12 @@ def test_a_shard_sample_is_the_file_datasets_sample_for_the_same_random_numbers(
     shards = load_config(config, [f"data.train_list={train_manifest}", f"data.val_list={val_manifest}"])
 
     train_files, train_shards = build_dataset(files, "train"), build_dataset(shards, "train")
-    read = []
-    item = train_shards._item
-    train_shards._item = lambda shard, sample: (read.append(json.loads(sample["json"])["index"]), item(shard, sample))[1]
+    read, item = [], train_shards._item
+
+    def recording_item(shard, sample):
+        read.append(json.loads(sample["json"])["index"])
+        return item(shard, sample)
+    train_shards._item = recording_item
     train_shards.split(0, 1, 2)
     train_shards.set_epoch(3)
     items = list(train_shards)
@@ -215,46 +219,65 @@ def test_test_py_on_shards_gives_the_per_file_scores_in_list_order(tiny_config, 
 
 @pytest.mark.slow
 def test_two_processes_train_on_shards_reading_every_sample_once_an_epoch(tiny_config, tmp_path):
-    """torchrun, 2 ranks of 2 loader workers, batch 2: each epoch each rank decodes 4 of the 8 training videos,
+    """torchrun, 2 ranks of 2 loader workers, batch 2, one epoch: each rank decodes 4 of the 8 training videos,
     the ranks none in common; validation on shards (gathered in list order over the ranks) gives the scores
     one process gives on the files with the same weights."""
-    config = tiny_config.write(data={"batch_size": 2, "workers": 2}, solver={"epochs": 2})
+    config = tiny_config.write(data={"batch_size": 2, "workers": 2}, solver={"epochs": 1})
     train_manifest = shards_of(config, "train", tmp_path / "train")
     val_manifest = shards_of(config, "val", tmp_path / "val")
     records = tmp_path / "records"
     torchrun([str(REPO / "tests" / "torchrun_shards.py"), str(records), "--config", config, "--log_time", "shards",
               "--cpu", *FP32, "--no_progress", f"data.train_list={train_manifest}", f"data.val_list={val_manifest}"],
              timeout=420)
-    read = {(rank, epoch): [] for rank in (0, 1) for epoch in (0, 1)}
+    read = {(rank, 0): [] for rank in (0, 1)}
     for rank in (0, 1):
         files = sorted(records.glob(f"ids_rank{rank}_*.jsonl"))
         assert len(files) == 2, files  # its 2 loader workers
         for line in (line for file in files for line in file.read_text().splitlines()):
             entry = json.loads(line)
             read[rank, entry["epoch"]].append(entry["index"])
-    for epoch in (0, 1):
-        assert len(read[0, epoch]) == len(read[1, epoch]) == 4
-        assert sorted(read[0, epoch] + read[1, epoch]) == list(range(8)), epoch
+    assert len(read[0, 0]) == len(read[1, 0]) == 4
+    assert sorted(read[0, 0] + read[1, 0]) == list(range(8))
     weights = tiny_config.run_folder("shards") / "last_model.pt"
     test_program.main(["--config", config, "--weights", str(weights), "--cpu", *FP32, "--no_progress",
                        "--save_scores", str(tmp_path / "one.pt")])
     one = torch.load(tmp_path / "one.pt", weights_only=True)["scores"]
-    torch.testing.assert_close(torch.load(records / "validation_1.pt"), one, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(torch.load(records / "validation_0.pt"), one, atol=1e-6, rtol=1e-5)
 
 
 @pytest.mark.slow
 def test_a_run_on_shards_killed_mid_epoch_and_resumed_ends_bit_identical(tiny_config, tmp_path):
-    """SIGKILL in the second epoch (2 loader workers): the resumed run repeats that epoch from the first epoch's
-    checkpoint and ends with the uninterrupted run's weights and optimizer state."""
-    config = tiny_config.write(data={"workers": 2, "batch_size": 2}, solver={"epochs": 2})
+    """SIGKILL in the second epoch (2 loader workers, batch 4: 2 steps an epoch): the resumed run repeats that
+    epoch from the first epoch's checkpoint and ends with the uninterrupted run's weights and optimizer state."""
+    config = tiny_config.write(data={"workers": 2}, solver={"epochs": 2}, logging={"eval_freq": 2})
     manifest = shards_of(config, "train", tmp_path / "shards")
-    arguments = ["--config", config, "--cpu", "--no_progress", f"data.train_list={manifest}"]
-    train_program.main(arguments + ["--log_time", "whole"])
-    killed_mid_run("train.py", arguments + ["--log_time", "killed"], r"epoch 2/2 \[2/4\]")
+    arguments = ["--config", config, "--cpu", "--no_progress", "--log_time"]
+    train_program.main(arguments + ["whole", f"data.train_list={manifest}"])
+    killed_mid_run("train.py", arguments + ["killed", f"data.train_list={manifest}"], r"epoch 2/2 \[1/2\]")
     interrupted = tiny_config.run_folder("killed")
     assert torch.load(interrupted / "last_model.pt", weights_only=True)["epoch"] == 0
-    train_program.main(arguments + ["--log_time", "killed", f"resume={interrupted / 'last_model.pt'}"])
+    train_program.main(arguments + ["killed", f"data.train_list={manifest}", f"resume={interrupted / 'last_model.pt'}"])
     final = torch.load(interrupted / "last_model.pt", weights_only=True)
     reference = torch.load(tiny_config.run_folder("whole") / "last_model.pt", weights_only=True)
     assert final["epoch"] == reference["epoch"] == 1
     assert_same_tensors(final, reference, ("model_state_dict", "fusion_model_state_dict", "optimizer_state_dict"))
+
+
+def test_mistakes_with_shards_are_errors_that_name_the_key_or_file(tiny_config, tmp_path):
+    config = tiny_config.write()
+    with pytest.raises(ConfigError, match=r"data.shot .*data.train_list names shards"):
+        load_config(config, ["data.train_list=shards/manifest.json", "data.shot=1"])
+    (tmp_path / "other.json").write_text('{"shards": []}')
+    with pytest.raises(AnnotationError, match=r"other.json is not a shard manifest"):
+        read_manifest(str(tmp_path / "other.json"))
+    with pytest.raises(AnnotationError, match=r"shard manifest .*missing.json does not exist"):
+        read_manifest(str(tmp_path / "missing.json"))
+    manifest = json.loads(Path(shards_of(config, "val", tmp_path / "shards", "10MB")).read_text())
+    (tmp_path / "shards" / "manifest.json").write_text(json.dumps({**manifest, "num_classes": 9}))
+    with pytest.raises(AnnotationError, match=r"manifest.json: its labels index 9 classes .* has 8"):
+        build_dataset(load_config(config, [f"data.val_list={tmp_path / 'shards' / 'manifest.json'}"]), "val")
+    manifest["shards"][0]["samples"] += 1
+    (tmp_path / "shards" / "manifest.json").write_text(json.dumps(manifest))
+    dataset = build_dataset(load_config(config, [f"data.val_list={tmp_path / 'shards' / 'manifest.json'}"]), "val")
+    with pytest.raises(SampleReadError, match=r"shard .*shard-000000.tar holds 8 samples, its manifest .* says 9"):
+        list(dataset)

@@ -24,7 +24,7 @@ if __package__ in (None, ""):  # run as a script: make the repository's packages
 import torch  # noqa: E402
 
 from datasets.build import build_dataset  # noqa: E402
-from utils.config import check_files  # noqa: E402
+from utils.config import check_file_lists, check_files  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
 from utils.errors import UsageError  # noqa: E402
 from utils.logger import counted  # noqa: E402
@@ -75,6 +75,7 @@ def main(argv=None):
     elif args.list:
         data.val_list, data.val_root = args.list, args.root or ""
     check_files(config, ("data.val_list", "data.label_list"))
+    check_file_lists(config, "tools/extract_features.py")
     views = {"test_clips": args.test_clips or data.test_clips, "test_crops": args.test_crops or data.test_crops,
              "dense": bool(args.dense or data.dense)}
     logger.info("precision %s", run.precision_label)

@@ -21,7 +21,7 @@ if __package__ in (None, ""):  # run as a script: make the repository's packages
 from datasets.build import build_dataset  # noqa: E402
 from modules import VideoHeader  # noqa: E402
 from modules.video_clip import VideoEncoder  # noqa: E402
-from utils.config import ConfigError, check_files  # noqa: E402
+from utils.config import ConfigError, check_file_lists, check_files  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
 from utils.errors import check_given_files  # noqa: E402
 from utils.precision import inference_weight_dtype  # noqa: E402
@@ -90,6 +90,7 @@ def main(argv=None):
     ctx, config, precision = run.ctx, run.config, run.precision
     output = select_list(config, args)
     check_files(config, ("data.val_list", "data.label_list"))
+    check_file_lists(config, "tools/generate_attributes.py")
     for lexicon in args.lexicon or []:
         check_given_files(lexicon=None if lexicon == CLASS_LEXICON else lexicon)
     logger.info("precision %s", run.precision_label)

@@ -1,6 +1,6 @@
 """Write a dataset's list as WebDataset tar shards plus the manifest.json that training and test.py read.
 
-    python tools/make_shards.py --config CFG --split train|val --out DIR [--shard_size 1GB] [--workers N] [key=value ...]
+    python tools/make_shards.py --config CFG --split train|val --out DIR [--shard_size 1GB] [--workers N] [key=value]
 
 The list is the config's data.train_list (--split train, as training reads it: short videos dropped,
 few-shot applied) or data.val_list (--split val), frame folders or video files. Each entry becomes one

@@ -230,6 +230,14 @@ def check_files(config, keys=DATA_FILE_KEYS, optional=()):
         raise ConfigError(f"{config.source}: " + "; ".join(problems))
 
 
+def check_file_lists(config, program, keys=("data.val_list",)):
+    """Fails when one of the list `keys` names shards (a manifest) for a program that reads lists of files."""
+    for key in keys:
+        if is_manifest(_lookup(config, key) or ""):
+            raise ConfigError(f"{config.source}: {program} reads a list of files; {key} names shards "
+                              f"({_lookup(config, key)})")
+
+
 def _lookup(config, key):
     node = config
     for part in key.split("."):
@@ -340,6 +348,10 @@ _KIND_NAMES = {"int": "an integer", "float": "a number", "bool": "true/false", "
 
 
 def _check_consistency(config, source):
+    if (config.data.attributes_train_path or config.data.attributes_val_path) and any(
+            is_manifest(path or "") for path in (config.data.train_list, config.data.val_list)):
+        raise ConfigError(f"{source}: the attributes branch (data.attributes_train_path / attributes_val_path) "
+                          f"reads lists of files, and data.train_list or data.val_list names shards")
     if is_manifest(config.data.train_list or "") and config.data.shot:
         raise ConfigError(f"{source}: data.shot (few-shot selection) needs a list of files; data.train_list names "
                           f"shards ({config.data.train_list})")

@@ -83,19 +83,18 @@ class Manifest:
 
 
 def read_manifest(url) -> Manifest:
-    """The manifest at `url`; AnnotationError naming it when it is missing or not a shard manifest."""
+    """The manifest at `url`; ShardReadError naming it when it cannot be read (missing, or failing after the
+    retries), AnnotationError when it is not a shard manifest."""
     try:
         with open_shard(url) as handle:
             content = json.load(handle)
-    except FileNotFoundError:
-        raise AnnotationError(f"shard manifest {url} does not exist") from None
-    except (OSError, ValueError) as err:
-        raise AnnotationError(f"shard manifest {url} cannot be read: {err}") from err
+    except ValueError as err:
+        raise AnnotationError(f"shard manifest {redact(url)} is not JSON: {err}") from None
     if not isinstance(content, dict) or content.get("format") != MANIFEST_FORMAT:
-        raise AnnotationError(f"{url} is not a shard manifest (no \"format\": \"{MANIFEST_FORMAT}\"; "
+        raise AnnotationError(f"{redact(url)} is not a shard manifest (no \"format\": \"{MANIFEST_FORMAT}\"; "
                               f"tools/make_shards.py writes one)")
     if content.get("version") != MANIFEST_VERSION or content.get("payload") not in PAYLOADS:
-        raise AnnotationError(f"shard manifest {url}: version {content.get('version')!r} / payload "
+        raise AnnotationError(f"shard manifest {redact(url)}: version {content.get('version')!r} / payload "
                               f"{content.get('payload')!r}; this program reads version {MANIFEST_VERSION}, "
                               f"payload {' or '.join(PAYLOADS)}")
     try:
@@ -103,7 +102,7 @@ def read_manifest(url) -> Manifest:
         return Manifest(content["payload"], int(content["num_classes"]), bool(content["multi_label"]), shards,
                         content.get("labels_file", ""), content.get("source_list", ""))
     except (KeyError, TypeError) as err:
-        raise AnnotationError(f"shard manifest {url} is incomplete: {err}") from None
+        raise AnnotationError(f"shard manifest {redact(url)} is incomplete: {err}") from None
 
 
 def epoch_shard_order(num_shards, seed, epoch, shuffle):
@@ -154,7 +153,7 @@ class ShardDataset(VideoClips, IterableDataset):
         self.manifest_url, self.seed, self.shuffle_buffer = str(manifest_url), seed, shuffle_buffer
         self.manifest = read_manifest(manifest_url)
         if self.manifest.num_classes != self.num_classes:
-            raise AnnotationError(f"{manifest_url}: its labels index {self.manifest.num_classes} classes "
+            raise AnnotationError(f"{redact(manifest_url)}: its labels index {self.manifest.num_classes} classes "
                                   f"({self.manifest.labels_file}), the labels file {labels_file} has "
                                   f"{self.num_classes}")
         self._check_readers("RGB" if self.manifest.payload == "frames" else "video")
@@ -162,8 +161,9 @@ class ShardDataset(VideoClips, IterableDataset):
         # Shared with the loader's workers, persistent ones included (they keep their copy of the dataset).
         context = multiprocessing.get_context("spawn")
         self._epoch, self._batches_done = context.Value("q", 0), context.Value("q", 0)
-        logger.info("%s: %d videos in %d shards, %d classes, %s, mode %s", manifest_url, self.manifest.num_samples,
-                    len(self.manifest.shards), self.num_classes, self.manifest.payload, self.mode)
+        logger.info("%s: %d videos in %d shards, %d classes, %s, mode %s", redact(manifest_url),
+                    self.manifest.num_samples, len(self.manifest.shards), self.num_classes, self.manifest.payload,
+                    self.mode)
 
     @property
     def training(self):

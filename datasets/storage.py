@@ -170,9 +170,6 @@ class RetryingReader(io.RawIOBase):
         self.position += len(data)
         return data
 
-    def readall(self):
-        return self.read(-1)
-
     def readinto(self, buffer):
         data = self.read(len(buffer))
         buffer[:len(data)] = data

@@ -1,6 +1,7 @@
 """Servers on the loopback for the storage tests, in this process (threads): an HTTP file server with Range
 requests that can go down and come back on the same port, and moto's S3 server. Both are context managers
-that stop the server however the test ends."""
+that stop the server however the test ends. benchmarks/bench_data.py runs the HTTP server in a child process
+(`file_server_process`)."""
 import contextlib
 import http.server
 import multiprocessing

@@ -15,6 +15,11 @@ shared machine their figures move with the load). The closing estimate turns the
 second into CPU cores per GPU: what one H100 consumes at 40% of its bf16 peak for ViT-B/16 and ViT-B/32,
 8 frames, with the training step's FLOPs counted by FlopCounterMode (on the meta device, no compute).
 
+Shard lines (issue 33): the same clips written by tools/make_shards.py (frame JPEGs, and the MP4s) and
+streamed by the shard dataset, from local disk and from an HTTP server on the loopback (a child process,
+whose CPU time is not counted), against the per-file lines; and the per-file videos fetched whole over
+HTTP. Many small frame files against the same frames in shards is the frame-shard line against `frames`.
+
     python -m benchmarks.bench_data            # generates .cache/bench_data on first use (~2 minutes)
 """
 import argparse
@@ -43,12 +48,16 @@ from torch.utils.data import DataLoader
 
 from benchmarks.bench_model import build, counted_flops
 from datasets import CLIP_MEAN, CLIP_STD, VideoDataset, normalize_on_device, test_transform, train_transform_for
-from datasets.decoding import available_video_backends, decord, default_video_backend, torchcodec_decoder
+from datasets.decoding import available_video_backends, decord, default_video_backend, open_video, torchcodec_decoder
 from datasets.sampling import segment_train_indices, segment_val_indices
+from datasets.shards import ShardDataset
+from datasets.storage import read_bytes
 from datasets.annotations import write_labels_csv, write_list
 from datasets.synthetic import (CLASS_NAMES, FPS, IMAGE_TMPL, MOTION_PAIRS, render_clip, sample_clip_params,
                                 write_jpeg_folder, write_mp4)
 from modules import text_prompt
+from tests.servers import file_server_process
+from tools.make_shards import byte_size, make_shards
 from tools.prepare_videos import EncodeOptions, prepare_all, prepared_name, write_video_list
 from workflows.training import ClassTexts, training_step_loss
 
@@ -62,6 +71,7 @@ PREPARED = EncodeOptions()  # tools/prepare_videos.py's defaults: MJPEG, short s
 # One H100 SXM: dense bf16 peak; a training step at 40% of it is what a tuned run reaches.
 H100_BF16_PEAK, MFU = 989e12, 0.40
 NAIVE_TRAIN, FRAMES_TRAIN = "naive PIL frames, train", "frames, train"
+FRAME_SHARDS = "frame shards, local, train"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,6 +242,62 @@ class Pipeline:
         self.cpu_rates.append(count / (time.process_time() - cpu0))
 
 
+class StreamedClips:
+    """`load(index)` of a ShardDataset: the next clip of its stream (one rank, batch 1), a new epoch when it ends."""
+
+    def __init__(self, dataset):
+        self.dataset, self.epoch, self.stream = dataset, 0, iter(())
+
+    def load(self, _index):
+        clip = next(self.stream, None)
+        if clip is None:
+            self.dataset.set_epoch(self.epoch)
+            self.epoch += 1
+            self.stream = iter(self.dataset)
+            clip = next(self.stream)
+        return clip
+
+
+class VideoFilesOverHTTP(VideoDataset):
+    """The per-file video path with each file fetched whole over HTTP and decoded from memory (as a shard's)."""
+
+    def __init__(self, base_url, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.base_url = base_url
+
+    def frames_of(self, record):
+        url = f"{self.base_url}/{record.path}"
+        return open_video(record.path, self.video_backend, self.decode_device, data=read_bytes(url)), url
+
+
+def shard_pipelines(data, shard_size, server_url):
+    """Lines of the same clips streamed from shards (from local disk, and over HTTP from `server_url`, which
+    serves the benchmark folder) and of the per-file videos fetched over HTTP; the shards are made on first use
+    (tools/make_shards.py's make_shards), in the benchmark folder."""
+    train = dict(num_segments=NUM_SEGMENTS, mode="train", transform=train_transform_for("kinetics400", INPUT_SIZE))
+    count, default, root = len(data.clips), default_video_backend(), data.frames_root.parent
+    manifests = {}
+    for kind, video_list, files_root, modality in (("frames", data.frames_list, data.frames_root, "RGB"),
+                                                   ("videos", data.videos_list, data.videos_root, "video")):
+        manifests[kind] = f"shards_{kind}/manifest.json"
+        if not (root / manifests[kind]).is_file():
+            files = VideoDataset(video_list, data.labels, files_root, modality=modality, **train)
+            make_shards(files, root / f"shards_{kind}", shard_size, os.cpu_count())
+
+    def streamed(manifest):
+        return StreamedClips(ShardDataset(manifest, data.labels, seed=0, video_backend=default, **train)).load
+    video_files = f"video ({default}), train"
+    over_http = VideoFilesOverHTTP(f"{server_url}/{data.videos_root.relative_to(root).as_posix()}", data.videos_list,
+                                   data.labels, modality="video", video_backend=default, **train)
+    return [
+        Pipeline(FRAME_SHARDS, streamed(root / manifests["frames"]), count, FRAMES_TRAIN),
+        Pipeline(f"video ({default}) shards, local, train", streamed(root / manifests["videos"]), count, video_files),
+        Pipeline(f"video ({default}) shards, HTTP, train", streamed(f"{server_url}/{manifests['videos']}"),
+                 count, video_files),
+        Pipeline(f"video ({default}) files, HTTP, train", over_http.__getitem__, count, video_files),
+    ]
+
+
 def build_pipelines(data, include_test=True):
     """The table's lines, each loading the benchmark clips through one pipeline."""
     count = len(data.clips)
@@ -378,13 +444,21 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the table gives the median")
     parser.add_argument("--no-test", action="store_true", help="skip the test-transform lines")
     parser.add_argument("--loader_clips", type=int, default=48, help="clips per DataLoader line; 0 skips them")
+    parser.add_argument("--shard_size", type=byte_size, default=byte_size("64MB"), help="bytes per benchmark shard")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(1)
     random.seed(0)
     torch.manual_seed(0)
     data = ensure_bench_data(args.root, args.clips)
-    pipelines = build_pipelines(data, include_test=not args.no_test)
+    with file_server_process(args.root) as server_url:  # the HTTP lines' server, on the loopback
+        run_benchmark(args, data, server_url)
+
+
+def run_benchmark(args, data, server_url):
+    """The rounds of every line, the table, the ratios the acceptance names, the loader lines and cores per GPU."""
+    pipelines = build_pipelines(data, include_test=not args.no_test) + shard_pipelines(data, args.shard_size,
+                                                                                      server_url)
     for p in pipelines:  # warm-up: imports, decoder set-up, caches
         for index in range(2):
             p.load(index)
@@ -411,6 +485,13 @@ def main(argv=None):
         video = _median_rates(by_name[name])
         print(f"{name.replace(', train', '')} vs naive PIL (train): {video[0] / naive[0]:.2f}x per wall second, "
               f"{video[1] / naive[1]:.2f}x per CPU second (acceptance: at least 1x as generated, 2x prepared)")
+    shards = _median_rates(by_name[FRAME_SHARDS])
+    print(f"frame shards vs frame files (train): {shards[1] / frames[1]:.2f}x per CPU second (acceptance: at least 3x)")
+    for where in ("local", "HTTP"):
+        streamed, files = _median_rates(by_name[f"video ({default}) shards, {where}, train"]), \
+            _median_rates(by_name[f"video ({default}), train"])
+        print(f"video shards, {where}, vs video files on local disk (train): {streamed[1] / files[1]:.2f}x per CPU "
+              f"second (acceptance, local: at least 1x)")
     print(f"video path: with {max(keyframes)} keyframe(s) per video the readers decode from a keyframe to the "
           f"last sampled frame ({100 * decoded_fraction(data):.0f}% of a video on average in training) but "
           f"convert and return only the {NUM_SEGMENTS} sampled frames; compare with the decode-all-frames lines")

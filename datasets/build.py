@@ -38,10 +38,11 @@ def build_dataset(config, split: str, test_crops: int = 1, test_clips: int = 1, 
 
 
 def shard_dataset(config, split, arguments, common):
-    """The ShardDataset of a list that names a manifest (few-shot and skip_unreadable: utils.config refuses)."""
+    """The ShardDataset of a list that names a manifest (few-shot: utils.config refuses)."""
     clips = {name: value for name, value in {**arguments, **common}.items()
              if name in ("mode", "random_shift", "test_clips", "transform", "num_segments", "seg_length", "dense",
                          "video_backend", "decode_device")}
     return ShardDataset(arguments["list_file"], config.data.label_list, seed=config.seed,
+                        skip_unreadable=arguments.get("skip_unreadable", False),
                         shuffle_buffer=config.data.shuffle_buffer, tsn_train=split == "train" and is_charades(config),
                         **clips)

@@ -11,11 +11,12 @@ Samples decode from memory through the same readers, frame sampling and transfor
 dataset, so a sample is the same tensor as `VideoDataset`'s for the same record and random numbers.
 """
 import dataclasses
+import itertools
 import json
 import logging
 import multiprocessing
+import tarfile
 
-import fsspec
 import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
@@ -23,6 +24,7 @@ from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from datasets.annotations import AnnotationError
 from datasets.decoding import EncodedFrames, SampleReadError, open_video
+from datasets.storage import ShardReadError, open_stream, redact
 from datasets.video import VideoClips, multi_hot
 
 logger = logging.getLogger(__name__)
@@ -39,8 +41,9 @@ def is_manifest(list_file) -> bool:
 
 
 def open_shard(url):
-    """The one place shards and manifests are opened: a binary file object of a local path or URL."""
-    return fsspec.open(url, "rb")
+    """The one place shards and manifests are opened: a binary file object of a local path or URL, whose
+    failed reads are retried (datasets.storage)."""
+    return open_stream(url)
 
 
 def beside(manifest_url, name):
@@ -80,19 +83,18 @@ class Manifest:
 
 
 def read_manifest(url) -> Manifest:
-    """The manifest at `url`; AnnotationError naming it when it is missing or not a shard manifest."""
+    """The manifest at `url`; ShardReadError naming it when it cannot be read (missing, or failing after the
+    retries), AnnotationError when it is not a shard manifest."""
     try:
         with open_shard(url) as handle:
             content = json.load(handle)
-    except FileNotFoundError:
-        raise AnnotationError(f"shard manifest {url} does not exist") from None
-    except (OSError, ValueError) as err:
-        raise AnnotationError(f"shard manifest {url} cannot be read: {err}") from err
+    except ValueError as err:
+        raise AnnotationError(f"shard manifest {redact(url)} is not JSON: {err}") from None
     if not isinstance(content, dict) or content.get("format") != MANIFEST_FORMAT:
-        raise AnnotationError(f"{url} is not a shard manifest (no \"format\": \"{MANIFEST_FORMAT}\"; "
+        raise AnnotationError(f"{redact(url)} is not a shard manifest (no \"format\": \"{MANIFEST_FORMAT}\"; "
                               f"tools/make_shards.py writes one)")
     if content.get("version") != MANIFEST_VERSION or content.get("payload") not in PAYLOADS:
-        raise AnnotationError(f"shard manifest {url}: version {content.get('version')!r} / payload "
+        raise AnnotationError(f"shard manifest {redact(url)}: version {content.get('version')!r} / payload "
                               f"{content.get('payload')!r}; this program reads version {MANIFEST_VERSION}, "
                               f"payload {' or '.join(PAYLOADS)}")
     try:
@@ -100,7 +102,7 @@ def read_manifest(url) -> Manifest:
         return Manifest(content["payload"], int(content["num_classes"]), bool(content["multi_label"]), shards,
                         content.get("labels_file", ""), content.get("source_list", ""))
     except (KeyError, TypeError) as err:
-        raise AnnotationError(f"shard manifest {url} is incomplete: {err}") from None
+        raise AnnotationError(f"shard manifest {redact(url)} is incomplete: {err}") from None
 
 
 def epoch_shard_order(num_shards, seed, epoch, shuffle):
@@ -135,15 +137,23 @@ class ShardDataset(VideoClips, IterableDataset):
     count only, and a resumed epoch (`batches_done`) skips the consumed samples without decoding them.
     Evaluation: the manifest's order, split into `replicas` consecutive ranges (sizes differ by at most one),
     nothing dropped.
+    skip_unreadable (training only): a shard that cannot be read (after datasets.storage's retries) or is
+    not a tar file is logged and skipped, and its missing samples replaced by the readable samples of the
+    worker's range read again, so every rank still runs the same number of steps; the count is logged at
+    the end of the epoch and summed in `num_skipped`. Otherwise ShardReadError names the shard.
     """
 
-    def __init__(self, manifest_url, labels_file, *, seed=0, shuffle_buffer=64, tsn_train=False, **clips):
+    def __init__(self, manifest_url, labels_file, *, seed=0, shuffle_buffer=64, tsn_train=False,
+                 skip_unreadable=False, **clips):
         self.tsn_train = tsn_train  # before VideoClips builds the sampler
         super().__init__(labels_file, **clips)
+        if skip_unreadable and not self.training:
+            raise ValueError("skip_unreadable is for training only; evaluation never substitutes samples")
+        self.skip_unreadable = skip_unreadable
         self.manifest_url, self.seed, self.shuffle_buffer = str(manifest_url), seed, shuffle_buffer
         self.manifest = read_manifest(manifest_url)
         if self.manifest.num_classes != self.num_classes:
-            raise AnnotationError(f"{manifest_url}: its labels index {self.manifest.num_classes} classes "
+            raise AnnotationError(f"{redact(manifest_url)}: its labels index {self.manifest.num_classes} classes "
                                   f"({self.manifest.labels_file}), the labels file {labels_file} has "
                                   f"{self.num_classes}")
         self._check_readers("RGB" if self.manifest.payload == "frames" else "video")
@@ -151,8 +161,9 @@ class ShardDataset(VideoClips, IterableDataset):
         # Shared with the loader's workers, persistent ones included (they keep their copy of the dataset).
         context = multiprocessing.get_context("spawn")
         self._epoch, self._batches_done = context.Value("q", 0), context.Value("q", 0)
-        logger.info("%s: %d videos in %d shards, %d classes, %s, mode %s", manifest_url, self.manifest.num_samples,
-                    len(self.manifest.shards), self.num_classes, self.manifest.payload, self.mode)
+        logger.info("%s: %d videos in %d shards, %d classes, %s, mode %s", redact(manifest_url),
+                    self.manifest.num_samples, len(self.manifest.shards), self.num_classes, self.manifest.payload,
+                    self.mode)
 
     @property
     def training(self):
@@ -198,7 +209,7 @@ class ShardDataset(VideoClips, IterableDataset):
         num_batches = -(-(rank_end - rank_first) // self.batch_size)
         first_batch, end_batch = worker_batches(num_batches, role, num_workers)
         first, end = rank_first + first_batch * self.batch_size, min(rank_first + end_batch * self.batch_size, rank_end)
-        samples = self._stream(epoch, first, end)
+        samples = self._readable(epoch, first, end) if self.skip_unreadable else self._stream(epoch, first, end)
         if self.training:
             buffer_seed = [self.seed, epoch, self.rank, role, num_workers]
             samples = shuffled(samples, self.shuffle_buffer, np.random.default_rng(buffer_seed))
@@ -216,32 +227,75 @@ class ShardDataset(VideoClips, IterableDataset):
                 item = self._item(shard, sample)
             yield item
 
-    def _stream(self, epoch, first, end):
-        """(shard name, raw sample) of positions [first, end) of the epoch's sample order, read in order."""
+    def _stream(self, epoch, first, end, skipped=None):
+        """(shard name, raw sample) of positions [first, end) of the epoch's sample order, read in order; given
+        a `skipped` list, the shards that cannot be read are left out and recorded there."""
         order = epoch_shard_order(len(self.manifest.shards), self.seed, epoch, self.training)
         start = 0
         for shard in (self.manifest.shards[i] for i in order):
             if start >= end:
                 return
             if start + shard.samples > first:
-                yield from ((shard.name, sample) for sample in self._read_shard(
-                    shard, max(first - start, 0), min(end - start, shard.samples)))
+                yield from self._shard_samples(shard, max(first - start, 0), min(end - start, shard.samples),
+                                               skipped)
             start += shard.samples
 
+    def _readable(self, epoch, first, end):
+        """`_stream(epoch, first, end)` without the shards that cannot be read, the samples they held replaced
+        by those of the range read again from its start (skip_unreadable)."""
+        wanted, skipped, count = end - first, [], 0
+        for item in self._stream(epoch, first, end, skipped):
+            count += 1
+            yield item
+        missing = wanted - count
+        while count < wanted:
+            again = 0
+            for item in itertools.islice(self._stream(epoch, first, end, skipped), wanted - count):
+                again += 1
+                yield item
+            if not again:
+                raise ShardReadError(f"epoch {epoch}: no shard of samples [{first}, {end}) of "
+                                     f"{redact(self.manifest_url)} can be read: {', '.join(skipped)}")
+            count += again
+        if skipped:
+            with self._skipped.get_lock():
+                self._skipped.value += missing
+            logger.warning("epoch %d: %d unreadable shard(s) skipped (%s), their %d samples replaced; %d in this run",
+                           epoch, len(skipped), ", ".join(skipped), missing, self.num_skipped)
+
+    def _shard_samples(self, shard, first, end, skipped):
+        """(shard name, sample) of `_read_shard`; given a `skipped` list, a shard that cannot be read ends
+        early, recorded there, instead of raising."""
+        try:
+            for sample in self._read_shard(shard, first, end):
+                yield shard.name, sample
+        except ShardReadError as err:
+            if skipped is None:
+                raise
+            if shard.name not in skipped:
+                logger.warning("skipping unreadable shard: %s", err)
+                skipped.append(shard.name)
+
     def _read_shard(self, shard, first, end):
-        """Samples [first, end) of `shard`, read front to back (the ones before `first` are not decoded)."""
+        """Samples [first, end) of `shard`, read front to back (the ones before `first` are not decoded);
+        ShardReadError naming it when it cannot be read (after the retries) or is not a tar file."""
         url = beside(self.manifest_url, shard.name)
         count = 0
-        with open_shard(url) as stream:
-            for sample in group_by_keys(tar_file_expander([{"stream": stream, "url": url}])):
-                if count >= end:
-                    return
-                if count >= first:
-                    yield sample
-                count += 1
+        try:
+            with open_shard(url) as stream:
+                for sample in group_by_keys(tar_file_expander([{"stream": stream, "url": url}])):
+                    if count >= end:
+                        return
+                    if count >= first:
+                        yield sample
+                    count += 1
+        except tarfile.TarError as err:  # webdataset appends ' @ <stream>' to the message, the stream and URL to args
+            reason = str(err.args[0]).rpartition(" @ ")[0] or err.args[0]
+            raise ShardReadError(f"shard {redact(url)} is not a readable tar file ({reason} after {count} "
+                                 f"samples)") from None
         if count < end:
-            raise SampleReadError(f"shard {url} holds {count} samples, its manifest {self.manifest_url} says "
-                                  f"{shard.samples}")
+            raise ShardReadError(f"shard {redact(url)} holds {count} samples, its manifest "
+                                 f"{redact(self.manifest_url)} says {shard.samples}")
 
     def _item(self, shard, sample):
         meta = json.loads(sample["json"])

@@ -17,6 +17,7 @@ from datasets.annotations import AnnotationError, read_video_list
 from datasets.build import build_dataset
 from datasets.decoding import SampleReadError
 from datasets.shards import read_manifest
+from datasets.storage import ShardReadError
 from tests.processes import torchrun
 from tests.resume_checks import assert_same_tensors, killed_mid_run
 from tests.shard_checks import IndexShards, repeated_list, shards_of
@@ -273,7 +274,7 @@ def test_mistakes_with_shards_are_errors_that_name_the_key_or_file(tiny_config, 
     (tmp_path / "other.json").write_text('{"shards": []}')
     with pytest.raises(AnnotationError, match=r"other.json is not a shard manifest"):
         read_manifest(str(tmp_path / "other.json"))
-    with pytest.raises(AnnotationError, match=r"shard manifest .*missing.json does not exist"):
+    with pytest.raises(ShardReadError, match=r"cannot read .*missing.json: no such file"):
         read_manifest(str(tmp_path / "missing.json"))
     manifest = json.loads(Path(shards_of(config, "val", tmp_path / "shards", "10MB")).read_text())
     (tmp_path / "shards" / "manifest.json").write_text(json.dumps({**manifest, "num_classes": 9}))

@@ -82,7 +82,7 @@ SCHEMA = {
                                           "or 10 (the 5 and their flips)", choices=TEST_CROPS),
         "shuffle_buffer": Field(("int",), 64, "training samples each loader worker shuffles among when data.train_list "
                                               "names shards (held encoded in memory)", minimum=1),
-        "skip_unreadable": Field(("bool",), False, "log and skip videos that cannot be decoded instead of failing"),
+        "skip_unreadable": Field(("bool",), False, "log and skip unreadable videos or shards instead of failing"),
         "flip": Field(("bool", "null"), None, "random horizontal flips when training; null: on, except for "
                                               "data whose labels name a direction (Something-Something)"),
         "min_crop_scale": Field(("float",), 0.08, "smallest area fraction of the random-resized training crop"),
@@ -376,10 +376,9 @@ def _check_consistency(config, source):
             is_manifest(path or "") for path in (config.data.train_list, config.data.val_list)):
         raise ConfigError(f"{source}: the attributes branch (data.attributes_train_path / attributes_val_path) "
                           f"reads lists of files, and data.train_list or data.val_list names shards")
-    if is_manifest(config.data.train_list or "") and (config.data.shot or config.data.skip_unreadable):
-        option = "data.shot (few-shot selection)" if config.data.shot else "data.skip_unreadable"
-        raise ConfigError(f"{source}: {option} needs a list of files; data.train_list names shards "
-                          f"({config.data.train_list})")
+    if is_manifest(config.data.train_list or "") and config.data.shot:
+        raise ConfigError(f"{source}: data.shot (few-shot selection) needs a list of files; data.train_list names "
+                          f"shards ({config.data.train_list})")
     if config.data.decode_device == "cuda" and config.data.workers > 0:
         raise ConfigError(f"{source}: data.decode_device cuda decodes in the main process (CUDA does not survive "
                           f"the fork of a loader worker): set data.workers to 0 (it is {config.data.workers})")

@@ -64,9 +64,9 @@ def sample_files(dataset, record):
         return {Path(path).suffix.lower().lstrip(".") or "video": path}
     count = dataset.frame_count(record, path)
     numbers = range(record.start_frame + dataset.index_bias, record.start_frame + dataset.index_bias + count)
-    names = frame_file_names(path, dataset.image_tmpl, numbers)
-    return {f"{FRAME_NAME.format(k)}{Path(name).suffix.lower()}": os.path.join(path, name)
-            for k, name in enumerate(names)}
+    suffix = Path(dataset.image_tmpl).suffix.lower()
+    return {f"{FRAME_NAME.format(k)}{suffix}": os.path.join(path, name)
+            for k, name in enumerate(frame_file_names(path, dataset.image_tmpl, numbers))}
 
 
 def sample_size(dataset, index):
@@ -99,7 +99,7 @@ def sample(dataset, index):
     if dataset.modality == "video":
         meta["ext"] = next(iter(files))
     else:
-        meta.update(frames=len(files), ext=Path(next(iter(files), "x.jpg")).suffix.lstrip("."))
+        meta.update(frames=len(files), ext=Path(dataset.image_tmpl).suffix.lower().lstrip("."))
     members = {"__key__": f"{index:09d}", "json": json.dumps(meta, sort_keys=True).encode()}
     if not isinstance(label, list):
         members["cls"] = str(label).encode()
@@ -153,6 +153,8 @@ def make_shards(dataset, out, shard_size, workers=1):
     """Shards of `dataset`'s entries in `out` and out/manifest.json, written by `workers` processes."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    for partial in out.glob(".shard-*.tar.*.tmp"):  # a shard being written when an earlier run was killed
+        partial.unlink()
     indices = range(len(dataset.records))
     if workers > 1:
         # Forked workers inherit this process's thread pools without their threads; one torch thread each.

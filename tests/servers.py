@@ -4,9 +4,10 @@ that stop the server however the test ends. benchmarks/bench_data.py runs the HT
 (`file_server_process`)."""
 import contextlib
 import http.server
-import multiprocessing
 import re
 import socket
+import subprocess
+import sys
 import threading
 import urllib.parse
 from pathlib import Path
@@ -147,25 +148,20 @@ class FileServer:
             self.start()
 
 
-def _serve(root, ports):
-    with FileServer(root) as server:
-        ports.put(server.port)
-        threading.Event().wait()  # until the parent terminates this process
-
-
 @contextlib.contextmanager
 def file_server_process(root):
     """A FileServer of `root` in a child process (the benchmarks: its CPU time is not the reader's); yields its
     base URL. The child is ended when the block ends."""
-    context = multiprocessing.get_context("spawn")
-    ports = context.Queue()
-    child = context.Process(target=_serve, args=(str(root), ports), daemon=True)
-    child.start()
+    child = subprocess.Popen([sys.executable, "-m", "tests.servers", str(root)], stdout=subprocess.PIPE, text=True,
+                             cwd=Path(__file__).resolve().parent.parent)
     try:
-        yield f"http://127.0.0.1:{ports.get(timeout=60)}"
+        port = child.stdout.readline().strip()
+        if not port:
+            raise RuntimeError(f"the file server process ended with status {child.wait()}")
+        yield f"http://127.0.0.1:{port}"
     finally:
         child.terminate()
-        child.join()
+        child.wait()
 
 
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "fake-access-key-id", "AWS_SECRET_ACCESS_KEY": "fake-secret-access-key",
@@ -201,3 +197,9 @@ def upload_folder(client, bucket, folder, prefix=""):
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         client.upload_file(str(path), bucket, f"{prefix}{path.relative_to(folder).as_posix()}")
 
+
+
+if __name__ == "__main__":  # file_server_process's child: serves the folder given until terminated
+    with FileServer(sys.argv[1]) as file_server:
+        print(file_server.port, flush=True)
+        threading.Event().wait()

@@ -26,8 +26,8 @@ WEIGHTS = ("model_state_dict", "fusion_model_state_dict", "optimizer_state_dict"
 @pytest.fixture
 def shards(tiny_config, tmp_path):
     """The tiny data's train and val lists as local shards (7 and 8 of them) under tmp_path/shards, and the
-    config (one epoch) of a run on them."""
-    config = tiny_config.write(solver={"epochs": 1})
+    config (one epoch, 2 frames a clip) of a run on them."""
+    config = tiny_config.write(data={"num_segments": 2}, solver={"epochs": 1})
     shards_of(config, "train", tmp_path / "shards" / "train")
     shards_of(config, "val", tmp_path / "shards" / "val")
     return tmp_path / "shards", config

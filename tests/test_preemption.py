@@ -59,9 +59,9 @@ def test_sigusr1_stops_at_the_next_step_with_a_checkpoint_and_a_requeue_and_the_
         tiny_config, tmp_path, monkeypatch):
     """A Slurm job (SLURM_JOB_ID set, no --log_time: the run folder is named after the job) sent SIGUSR1 in the
     middle of its second epoch writes mid_epoch.pt after that step, calls `scontrol requeue <job>` and exits 0;
-    the requeued job (resume=auto) ends with the uninterrupted run's weights, optimizer and schedule (2 loader
-    workers)."""
-    config = tiny_config.write(data={"batch_size": 2, "workers": 2}, solver={"epochs": 2}, network=RANDOM_LAYERS)
+    the requeued job (resume=auto) ends with the uninterrupted run's weights, optimizer and schedule (the
+    loader workers only load what the sampler hands them: tests/test_training.py runs them)."""
+    config = tiny_config.write(data={"batch_size": 2}, solver={"epochs": 2}, network=RANDOM_LAYERS)
     train_program.main(["--config", config, "--log_time", "whole", "--cpu", "--no_progress"])
     folder, tools = tiny_config.run_folder("4242"), fake_scontrol(tmp_path / "bin")
     arguments = ["--config", config, "--cpu", "--no_progress", "resume=auto"]

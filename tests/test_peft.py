@@ -13,19 +13,19 @@ import torch
 import clip
 import test as test_program
 import train as train_program
+from clip.weights import WeightsMismatchError
+from modules import text_prompt
 from modules.peft import apply_peft, is_adapter_parameter
+from modules.video_clip import VideoEncoder
 from tests.resume_checks import assert_same_tensors, killed_mid_run
 from tests.tiny_run import FP32, one_video_config
 from tools import export as export_tool
 from utils.checkpoint import LORA_KEY, load_bike_weights
-from utils.config import build_config, load_config
+from utils.config import load_config
 from utils.errors import report_user_errors
-from clip.weights import WeightsMismatchError
 from workflows import training_run
 from workflows.prediction import Predictor
 from workflows.training import ClassTexts, training_checkpoint, training_step_loss
-from modules.video_clip import VideoEncoder
-from modules import text_prompt
 
 LORA = {"peft": "lora", "peft_rank": 2, "peft_alpha": 3.0, "peft_targets": ["in_proj", "out_proj", "c_fc"]}
 AIM = {"peft": "aim", "aim_bottleneck_ratio": 0.125}
@@ -81,7 +81,8 @@ def test_a_step_changes_only_the_adapters_the_header_and_the_logit_scale(mode, t
     before = {name: t.clone() for module in (clip_model, header) for name, t in module.state_dict().items()}
     optimizer = torch.optim.SGD([p for m in (clip_model, header) for p in m.parameters() if p.requires_grad], lr=0.1)
     encoder = VideoEncoder(clip_model)
-    texts = ClassTexts.build(encoder, text_prompt([f"class {i}" for i in range(4)]), True, "cpu", contextlib.nullcontext)
+    prompts = text_prompt([f"class {i}" for i in range(4)])
+    texts = ClassTexts.build(encoder, prompts, True, "cpu", contextlib.nullcontext)
     frames = torch.randn(4, 4, 3, 32, 32)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss = training_step_loss(encoder, header, frames, torch.tensor([0, 1, 2, 3]), texts, "NCE")
@@ -157,7 +158,7 @@ def test_what_lora_cannot_do_is_one_error_line(network, message, tiny_config, ca
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["lora", "aim"])
 def test_a_run_killed_mid_epoch_and_resumed_ends_bit_identical(mode, tiny_config):
-    config = tiny_config.write(network=MODES[mode], solver={"epochs": 2})
+    config = tiny_config.write(network={"fix_text": True, **MODES[mode]}, solver={"epochs": 2})
     train_program.main(["--config", config, "--log_time", "whole", "--cpu", "--no_progress"])
     interrupted = tiny_config.run_folder("killed")
     arguments = ["--config", config, "--log_time", "killed", "--cpu", "--no_progress"]
@@ -184,7 +185,7 @@ def peft_runs(tiny_dataset, tmp_path_factory):
         if mode not in runs:
             folder = tmp_path_factory.mktemp(f"{mode}_run")
             tiny = TinyConfig(tiny_dataset, folder)
-            tiny.values["network"].update(dict(LORA, peft_alpha=64.0) if mode == "lora" else AIM)
+            tiny.values["network"].update(fix_text=True, **(dict(LORA, peft_alpha=64.0) if mode == "lora" else AIM))
             config = tiny.write("train.yaml", solver={"epochs": 1, "lr": 1e-2})
             train_program.main(["--config", config, "--log_time", "run", "--cpu", "--no_progress"])
             one_video, video = one_video_config(tiny, folder, "video")  # the network section as trained

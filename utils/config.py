@@ -113,11 +113,11 @@ SCHEMA = {
                                                    "file or an open_clip pretrained tag; null: random init"),
         "compile": Field(("bool",), False, "torch.compile the image encoder (measure the gain on your machine with "
                                            "benchmarks/bench_model.py --compile first)"),
-        "peft": Field(("str",), "none", "parameter-efficient fine-tuning of the image encoder (ViT towers): none (train "
-                                        "it whole, as the original), lora (low-rank adapters through Hugging Face "
-                                        "peft; checkpoints hold the merged weights) or aim (AIM's temporal, spatial "
-                                        "and MLP adapters); with lora/aim the pretrained image weights stay frozen",
-                      choices=("none", "lora", "aim")),
+        "peft": Field(("str",), "none",
+                      "parameter-efficient fine-tuning of the image encoder (ViT towers): none (train it whole, as "
+                      "the original), lora (low-rank adapters through Hugging Face peft; checkpoints hold the merged "
+                      "weights) or aim (AIM's temporal, spatial and MLP adapters); with lora/aim the pretrained "
+                      "image weights stay frozen", choices=("none", "lora", "aim")),
         "peft_rank": Field(("int",), 8, "lora: rank of each adapted weight's update", minimum=1),
         "peft_alpha": Field(("float",), 16.0, "lora: scale of the update (it is multiplied by peft_alpha / peft_rank)"),
         "peft_dropout": Field(("float",), 0.0, "lora: dropout on the adapters' input (Linear targets only: peft "

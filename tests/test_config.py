@@ -28,7 +28,7 @@ EXPECTED_FILES = {
     "anet/anet_few_shot.yaml",
     "charades/charades_clip_finetune.yaml", "charades/charades_k400_finetune.yaml",
     "charades/charades_k400_finetune_336.yaml",
-    "demo/demo.yaml", "demo/demo_no_temporal.yaml", "demo/demo_attributes.yaml",
+    "demo/demo.yaml", "demo/demo_no_temporal.yaml", "demo/demo_attributes.yaml", "demo/demo_vit.yaml",
     "k400/k400_train_rgb_openclip-vitb-32-laion2b-f8.yaml",
 }
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+import train as train_program
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -88,3 +90,19 @@ def assert_same_tensors(final: dict, reference: dict, keys):
             assert final[key].keys() == reference[key].keys(), key
         differing = [name for name, (ours, theirs) in pairs.items() if not torch.equal(ours, theirs)]
         assert not differing, f"{len(differing)} of {len(pairs)} tensors of {key} differ: {differing[:5]}"
+
+
+def uninterrupted_and_resumed(tiny_config, config: str, pattern: str) -> tuple:
+    """(final, reference) last_model.pt contents of two train.py runs of `config`: 'killed', SIGKILLed when it
+    logs `pattern` during its second epoch and resumed from its first epoch's checkpoint, and 'whole', never
+    interrupted. Asserts that the kill came after epoch 1's checkpoint and that both ended after epoch 2."""
+    train_program.main(["--config", config, "--log_time", "whole", "--cpu", "--no_progress"])
+    interrupted = tiny_config.run_folder("killed")
+    arguments = ["--config", config, "--log_time", "killed", "--cpu", "--no_progress"]
+    killed_mid_run("train.py", arguments, pattern)
+    assert torch.load(interrupted / "last_model.pt", weights_only=True)["epoch"] == 0
+    train_program.main(arguments + [f"resume={interrupted / 'last_model.pt'}"])
+    final = torch.load(interrupted / "last_model.pt", weights_only=True)
+    reference = torch.load(tiny_config.run_folder("whole") / "last_model.pt", weights_only=True)
+    assert final["epoch"] == reference["epoch"] == 1
+    return final, reference

@@ -17,7 +17,7 @@ from clip.weights import WeightsMismatchError
 from modules import text_prompt
 from modules.peft import apply_peft, is_adapter_parameter
 from modules.video_clip import VideoEncoder
-from tests.resume_checks import assert_same_tensors, killed_mid_run
+from tests.resume_checks import assert_same_tensors, uninterrupted_and_resumed
 from tests.tiny_run import FP32, one_video_config
 from tools import export as export_tool
 from utils.checkpoint import LORA_KEY, load_bike_weights
@@ -159,15 +159,7 @@ def test_what_lora_cannot_do_is_one_error_line(network, message, tiny_config, ca
 @pytest.mark.parametrize("mode", ["lora", "aim"])
 def test_a_run_killed_mid_epoch_and_resumed_ends_bit_identical(mode, tiny_config):
     config = tiny_config.write(network={"fix_text": True, **MODES[mode]}, solver={"epochs": 2})
-    train_program.main(["--config", config, "--log_time", "whole", "--cpu", "--no_progress"])
-    interrupted = tiny_config.run_folder("killed")
-    arguments = ["--config", config, "--log_time", "killed", "--cpu", "--no_progress"]
-    killed_mid_run("train.py", arguments, r"epoch 2/2 \[1/2\]")
-    assert torch.load(interrupted / "last_model.pt", weights_only=True)["epoch"] == 0
-    train_program.main(arguments + [f"resume={interrupted / 'last_model.pt'}"])
-    final = torch.load(interrupted / "last_model.pt", weights_only=True)
-    reference = torch.load(tiny_config.run_folder("whole") / "last_model.pt", weights_only=True)
-    assert final["epoch"] == reference["epoch"] == 1
+    final, reference = uninterrupted_and_resumed(tiny_config, config, r"epoch 2/2 \[1/2\]")
     assert (LORA_KEY in reference) == (mode == "lora")
     assert any(is_adapter_parameter(name) for name in reference.get(LORA_KEY, reference["model_state_dict"]))
     assert_same_tensors(final, reference, ("model_state_dict", "fusion_model_state_dict", "optimizer_state_dict")

@@ -11,7 +11,7 @@ import clip
 import train as train_program
 from workflows import startup
 from tests.resume_checks import (EpochRecorder, assert_resumed, assert_same_tensors, keeping_each_epoch,
-                                 killed_mid_run)
+                                 uninterrupted_and_resumed)
 from tests.tiny_run import TinyConfig
 from workflows import training
 from utils.config import build_config, load_config
@@ -102,16 +102,7 @@ def test_a_run_killed_mid_epoch_and_resumed_ends_bit_identical_to_an_uninterrupt
     """SIGKILL in the middle of the second epoch (2 loader workers); the resumed run repeats that epoch from
     the first epoch's checkpoint and ends with exactly the uninterrupted run's weights and optimizer state."""
     config = tiny_config.write(data={"workers": 2, "batch_size": 2}, solver={"epochs": 2})
-    train_program.main(["--config", config, "--log_time", "whole", "--cpu", "--no_progress"])
-    interrupted = tiny_config.run_folder("killed")
-    arguments = ["--config", config, "--log_time", "killed", "--cpu", "--no_progress"]
-    killed_mid_run("train.py", arguments, r"epoch 2/2 \[2/4\]")
-    assert torch.load(interrupted / "last_model.pt", weights_only=True)["epoch"] == 0
-
-    train_program.main(arguments + [f"resume={interrupted / 'last_model.pt'}"])
-    final = torch.load(interrupted / "last_model.pt", weights_only=True)
-    reference = torch.load(tiny_config.run_folder("whole") / "last_model.pt", weights_only=True)
-    assert final["epoch"] == reference["epoch"] == 1
+    final, reference = uninterrupted_and_resumed(tiny_config, config, r"epoch 2/2 \[2/4\]")
     assert_same_tensors(final, reference, ("model_state_dict", "fusion_model_state_dict", "optimizer_state_dict"))
     assert final["scheduler_state_dict"] == reference["scheduler_state_dict"]
 

@@ -19,11 +19,13 @@ declare -A overrides=(
 rows=("${@:-frozen lora aim full}")
 read -r -a rows <<< "${rows[*]}"
 
+for row in "${rows[@]}"; do
+    [[ -v overrides[$row] ]] || { echo "error: unknown row $row (frozen, lora, aim, full)" >&2; exit 2; }
+done
 python tools/make_demo_data.py --out .cache/demo_data --no-progress
 python tools/pretrain_demo_clip.py --arch ViT-Tiny/4
 lines=()
 for row in "${rows[@]}"; do
-    [[ -v overrides[$row] ]] || { echo "error: unknown row $row (frozen, lora, aim, full)" >&2; exit 2; }
     run=$folder/peft_$row
     started=$SECONDS
     # shellcheck disable=SC2086  # the overrides are separate words

@@ -123,8 +123,8 @@ class StopPoints:
 
     def stop(self, signum: int, where: str):
         """Rank 0 requests the requeue; every process ends with the status it decides."""
-        requeued = self.ctx.is_main and request_requeue()
-        status = broadcast_from_main(REQUEUED if requeued else stopped_status(signum))
+        status = broadcast_from_main(REQUEUED if self.ctx.is_main and request_requeue() else stopped_status(signum))
+        requeued = status == REQUEUED  # rank 0's answer, so that every process logs the same advice
         logger.warning("stopped by %s %s; exit status %d: %s", signal.Signals(signum).name, where, status,
                        "the requeued job continues with resume=auto" if requeued
                        else "continue with resume=auto and the same --log_time")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # docs/demo.md's table of parameter-efficient fine-tuning in the demo world, in one command:
-#   bash benchmarks/demo_peft_table.sh [row ...]      (rows: frozen lora aim full; default all four)
+#   bash benchmarks/demo_peft_table.sh [--epochs N] [row ...]   (rows: frozen lora aim full; default all four;
+#                                                               N: stage 2's epochs, default the config's 48)
 # Stage 1 of a small ViT (ViT-Tiny/4, skipped when done), then for each row stage 2 of
 # configs/demo/demo_vit.yaml in fp32 (as the demo) with the row's overrides and test.py's multi-view test
 # (2 clips x 3 crops) of its best model; prints one markdown row per run: test top-1, right pair of classes,
@@ -16,6 +17,12 @@ declare -A overrides=(
     [aim]="network.fix_video=False network.peft=aim"
     [full]="network.fix_video=False"                      # the whole image tower trains (at lr x clip_ratio)
 )
+epochs=()
+if [[ "${1:-}" == "--epochs" ]]; then
+    [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || { echo "error: --epochs needs a positive number of epochs, got '${2:-}'" >&2; exit 2; }
+    epochs=("solver.epochs=$2")
+    shift 2
+fi
 rows=("${@:-frozen lora aim full}")
 read -r -a rows <<< "${rows[*]}"
 
@@ -29,7 +36,7 @@ for row in "${rows[@]}"; do
     run=$folder/peft_$row
     started=$SECONDS
     # shellcheck disable=SC2086  # the overrides are separate words
-    python train.py --config $config --log_time "peft_$row" --precision fp32 --no_progress ${overrides[$row]}
+    python train.py --config $config --log_time "peft_$row" --precision fp32 --no_progress ${overrides[$row]} ${epochs[@]+"${epochs[@]}"}
     python test.py --config $config --weights "$run/model_best.pt" --test_clips 2 --test_crops 3 --precision fp32 \
         --no_progress --save_scores "$run/test_scores.pt"
     seconds=$((SECONDS - started))

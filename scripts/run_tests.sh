@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the test requirements and OpenAI's reference CLIP package, then runs the test suite and prints the
-# 15 slowest tests; extra arguments go to pytest.
+# Installs the test requirements and OpenAI's reference CLIP package, then runs the test suite on one
+# pytest-xdist worker per core (a test file stays on one worker, so its module fixtures start once) and prints
+# the 15 slowest tests; extra arguments go to pytest (`-n 0`: in one process, as a plain `python -m pytest`).
 #   bash scripts/run_tests.sh           the whole suite (what CI and the README run)
 #   bash scripts/run_tests.sh --fast    the fast tier: no subprocess, torchrun, browser or multi-epoch training
 #                                       (the tests not marked `slow`), for the edit-test loop
@@ -23,4 +24,4 @@ done
 python -m pip install -q -r requirements-dev.txt
 python -m tests.openai_reference
 bash scripts/fetch_test_videos.sh || true  # it says why it could not
-python -m pytest --durations=15 ${tier[@]+"${tier[@]}"} ${arguments[@]+"${arguments[@]}"}
+python -m pytest -n "$(nproc)" --dist loadfile --durations=15 ${tier[@]+"${tier[@]}"} ${arguments[@]+"${arguments[@]}"}

@@ -1,6 +1,8 @@
 """Shared test fixtures (the independent OpenAI reference, paths to the shared annotation lists, tiny data), the
 plugins of the time limits and of the test tiers, and the summary of skips."""
 import logging
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,21 @@ SHARED_LISTS = REPO_ROOT.parent / "shared" / "lists"
 # tests.time_limits: the end of hangs that a test's time limit alone cannot end; tests.tiers: an unmarked test
 # that starts a Python program fails (`slow` marker)
 pytest_plugins = ["tests.time_limits", "tests.tiers"]
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (scripts/run_tests.sh: one worker per core) each worker, and every program its tests
+    start, computes on one thread: more would take the cores of the other workers."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(1)
+
+
+def pytest_collection_modifyitems(items):
+    """The tests that mostly wait (`waits` marker) first, so that the workers' other tests fill the wait
+    instead of the run ending on it."""
+    items.sort(key=lambda item: item.get_closest_marker("waits") is None)
 
 
 @pytest.fixture(scope="session")

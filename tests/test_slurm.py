@@ -16,7 +16,7 @@ from tests.resume_checks import assert_same_tensors
 from tests.slurm_cluster import ENDED, SlurmUnavailable, one_host_cluster
 from tests.tiny_run import FP32
 
-pytestmark = pytest.mark.slow  # Slurm's daemons, batch jobs, torchrun
+pytestmark = [pytest.mark.slow, pytest.mark.waits]  # Slurm's daemons, batch jobs, torchrun; its periodic checks
 
 REPO = Path(__file__).resolve().parent.parent
 OPTIONS = ["--cpu", *FP32, "--no_progress"]

@@ -5,7 +5,6 @@ precision at their rank. Tied scores form one threshold (as scikit-learn and tor
 """
 import torch
 from torch.utils.data import DistributedSampler
-from torchmetrics.functional.classification import multilabel_average_precision
 
 
 def topk_correct(scores: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> list:
@@ -42,6 +41,9 @@ def average_precisions(scores: torch.Tensor, targets: torch.Tensor, ties: str = 
     if not present.any():
         return ap
     if ties == "grouped":
+        # imported here: torchmetrics imports all its domains (audio, image, text), seconds that every program
+        # start would pay, mostly for no mAP
+        from torchmetrics.functional.classification import multilabel_average_precision
         ap[present] = multilabel_average_precision(scores[:, present].float(), targets[:, present],
                                                    num_labels=int(present.sum()), average=None).float().reshape(-1)
     elif ties == "ranked":

@@ -18,7 +18,9 @@ second into CPU cores per GPU: what one H100 consumes at 40% of its bf16 peak fo
 Shard lines (issue 33): the same clips written by tools/make_shards.py (frame JPEGs, and the MP4s) and
 streamed by the shard dataset, from local disk and from an HTTP server on the loopback (a child process,
 whose CPU time is not counted), against the per-file lines; and the per-file videos fetched whole over
-HTTP. Many small frame files against the same frames in shards is the frame-shard line against `frames`.
+HTTP. Many small frame files against the same frames in shards: the frame-shard lines against `frames`, from
+local disk (the files in the page cache) and over HTTP (each sampled frame one request, as frame files in
+object storage or behind a web server are read).
 
     python -m benchmarks.bench_data            # generates .cache/bench_data on first use (~2 minutes)
 """
@@ -48,7 +50,8 @@ from torch.utils.data import DataLoader
 
 from benchmarks.bench_model import build, counted_flops
 from datasets import CLIP_MEAN, CLIP_STD, VideoDataset, normalize_on_device, test_transform, train_transform_for
-from datasets.decoding import available_video_backends, decord, default_video_backend, open_video, torchcodec_decoder
+from datasets.decoding import (EncodedFrames, available_video_backends, decord, default_video_backend, open_video,
+                               torchcodec_decoder)
 from datasets.sampling import segment_train_indices, segment_val_indices
 from datasets.shards import ShardDataset
 from datasets.storage import read_bytes
@@ -71,7 +74,8 @@ PREPARED = EncodeOptions()  # tools/prepare_videos.py's defaults: MJPEG, short s
 # One H100 SXM: dense bf16 peak; a training step at 40% of it is what a tuned run reaches.
 H100_BF16_PEAK, MFU = 989e12, 0.40
 NAIVE_TRAIN, FRAMES_TRAIN = "naive PIL frames, train", "frames, train"
-FRAME_SHARDS = "frame shards, local, train"
+FRAME_SHARDS, FRAME_SHARDS_HTTP, FRAMES_HTTP = ("frame shards, local, train", "frame shards, HTTP, train",
+                                               "frames, HTTP, train")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,6 +274,33 @@ class VideoFilesOverHTTP(VideoDataset):
         return open_video(record.path, self.video_backend, self.decode_device, data=read_bytes(url)), url
 
 
+class FrameURLs:
+    """The frame files of a folder on a web server, frame k fetched when it is indexed (one request per frame)."""
+
+    def __init__(self, folder_url, image_tmpl, num_frames, first_number):
+        self.folder_url, self.image_tmpl = folder_url, image_tmpl
+        self.num_frames, self.first_number = num_frames, first_number
+
+    def __len__(self):
+        return self.num_frames
+
+    def __getitem__(self, k):
+        return read_bytes(f"{self.folder_url}/{self.image_tmpl.format(k + self.first_number)}")
+
+
+class FrameFilesOverHTTP(VideoDataset):
+    """The per-file frame path with each sampled frame file fetched over HTTP and decoded from memory."""
+
+    def __init__(self, base_url, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.base_url = base_url
+
+    def frames_of(self, record):
+        url = f"{self.base_url}/{record.path}"
+        frames = FrameURLs(url, self.image_tmpl, record.num_frames, record.start_frame + self.index_bias)
+        return EncodedFrames(url, frames, self.decode_device), url
+
+
 def shard_pipelines(data, shard_size, server_url):
     """Lines of the same clips streamed from shards (from local disk, and over HTTP from `server_url`, which
     serves the benchmark folder) and of the per-file videos fetched over HTTP; the shards are made on first use
@@ -289,8 +320,12 @@ def shard_pipelines(data, shard_size, server_url):
     video_files = f"video ({default}), train"
     over_http = VideoFilesOverHTTP(f"{server_url}/{data.videos_root.relative_to(root).as_posix()}", data.videos_list,
                                    data.labels, modality="video", video_backend=default, **train)
+    frames_over_http = FrameFilesOverHTTP(f"{server_url}/{data.frames_root.relative_to(root).as_posix()}",
+                                          data.frames_list, data.labels, data.frames_root, modality="RGB", **train)
     return [
         Pipeline(FRAME_SHARDS, streamed(root / manifests["frames"]), count, FRAMES_TRAIN),
+        Pipeline(FRAMES_HTTP, frames_over_http.__getitem__, count, FRAMES_TRAIN),
+        Pipeline(FRAME_SHARDS_HTTP, streamed(f"{server_url}/{manifests['frames']}"), count, FRAMES_TRAIN),
         Pipeline(f"video ({default}) shards, local, train", streamed(root / manifests["videos"]), count, video_files),
         Pipeline(f"video ({default}) shards, HTTP, train", streamed(f"{server_url}/{manifests['videos']}"),
                  count, video_files),
@@ -486,7 +521,11 @@ def run_benchmark(args, data, server_url):
         print(f"{name.replace(', train', '')} vs naive PIL (train): {video[0] / naive[0]:.2f}x per wall second, "
               f"{video[1] / naive[1]:.2f}x per CPU second (acceptance: at least 1x as generated, 2x prepared)")
     shards = _median_rates(by_name[FRAME_SHARDS])
-    print(f"frame shards vs frame files (train): {shards[1] / frames[1]:.2f}x per CPU second (acceptance: at least 3x)")
+    print(f"frame shards vs frame files (train), local disk: {shards[0] / frames[0]:.2f}x per wall second, "
+          f"{shards[1] / frames[1]:.2f}x per CPU second (acceptance: at least 3x)")
+    shards, files = _median_rates(by_name[FRAME_SHARDS_HTTP]), _median_rates(by_name[FRAMES_HTTP])
+    print(f"frame shards vs frame files (train), HTTP: {shards[0] / files[0]:.2f}x per wall second, "
+          f"{shards[1] / files[1]:.2f}x per CPU second (acceptance: at least 3x)")
     for where in ("local", "HTTP"):
         streamed, files = _median_rates(by_name[f"video ({default}) shards, {where}, train"]), \
             _median_rates(by_name[f"video ({default}), train"])

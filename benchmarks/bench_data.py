@@ -33,6 +33,7 @@ import math
 import os
 import platform
 import random
+import shutil
 import statistics
 import subprocess
 import time
@@ -53,7 +54,7 @@ from datasets import CLIP_MEAN, CLIP_STD, VideoDataset, normalize_on_device, tes
 from datasets.decoding import (EncodedFrames, available_video_backends, decord, default_video_backend, open_video,
                                torchcodec_decoder)
 from datasets.sampling import segment_train_indices, segment_val_indices
-from datasets.shards import ShardDataset
+from datasets.shards import MANIFEST_VERSION, ShardDataset
 from datasets.storage import read_bytes
 from datasets.annotations import write_labels_csv, write_list
 from datasets.synthetic import (CLASS_NAMES, FPS, IMAGE_TMPL, MOTION_PAIRS, render_clip, sample_clip_params,
@@ -304,14 +305,16 @@ class FrameFilesOverHTTP(VideoDataset):
 def shard_pipelines(data, shard_size, server_url):
     """Lines of the same clips streamed from shards (from local disk, and over HTTP from `server_url`, which
     serves the benchmark folder) and of the per-file videos fetched over HTTP; the shards are made on first use
-    (tools/make_shards.py's make_shards), in the benchmark folder."""
+    and when their layout changed (tools/make_shards.py's make_shards), in the benchmark folder."""
     train = dict(num_segments=NUM_SEGMENTS, mode="train", transform=train_transform_for("kinetics400", INPUT_SIZE))
     count, default, root = len(data.clips), default_video_backend(), data.frames_root.parent
     manifests = {}
     for kind, video_list, files_root, modality in (("frames", data.frames_list, data.frames_root, "RGB"),
                                                    ("videos", data.videos_list, data.videos_root, "video")):
         manifests[kind] = f"shards_{kind}/manifest.json"
-        if not (root / manifests[kind]).is_file():
+        manifest = root / manifests[kind]
+        if not manifest.is_file() or json.loads(manifest.read_text())["version"] != MANIFEST_VERSION:
+            shutil.rmtree(manifest.parent, ignore_errors=True)
             files = VideoDataset(video_list, data.labels, files_root, modality=modality, **train)
             make_shards(files, root / f"shards_{kind}", shard_size, os.cpu_count())
 

@@ -2,7 +2,9 @@
 
 A shard holds one sample per list entry, in list order: `<key>.json` (the list index, path, line and label),
 `<key>.cls` (a single label), and either the video file's own bytes (`<key>.mp4`, the extension kept) or its
-frames as encoded images (`<key>.000000.jpg`, ...: frame k of the record). `manifest.json` names the shards
+frames' image files one after the other in one member (`<key>.frames`; their sizes in the json): a clip's
+hundred-odd frames as one tar member, because parsing a member's header in Python costs more than decoding
+the few frames a clip samples. `manifest.json` names the shards
 (relative to itself), their sample counts and sha256, the payload and the class count, so the epoch length
 and every rank's share are known without listing a bucket. Shards and the manifest are read through fsspec
 (`open_shard`): a local path or any URL it knows (http(s)://, s3://, gs://).
@@ -30,9 +32,9 @@ from datasets.video import VideoClips, multi_hot
 logger = logging.getLogger(__name__)
 
 MANIFEST_FORMAT = "bike-shards"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: a frame sample's frames in one member
 PAYLOADS = ("video", "frames")
-FRAME_NAME = "{:06d}"  # frame k of a record: field `<FRAME_NAME>.<ext>` of its sample
+FRAMES_FIELD = "frames"  # a frame sample's field: its encoded frames concatenated, sizes in json's frame_bytes
 
 
 def is_manifest(list_file) -> bool:
@@ -96,7 +98,7 @@ def read_manifest(url) -> Manifest:
     if content.get("version") != MANIFEST_VERSION or content.get("payload") not in PAYLOADS:
         raise AnnotationError(f"shard manifest {redact(url)}: version {content.get('version')!r} / payload "
                               f"{content.get('payload')!r}; this program reads version {MANIFEST_VERSION}, "
-                              f"payload {' or '.join(PAYLOADS)}")
+                              f"payload {' or '.join(PAYLOADS)} (write the shards again with tools/make_shards.py)")
     try:
         shards = tuple(Shard(**shard) for shard in content["shards"])
         return Manifest(content["payload"], int(content["num_classes"]), bool(content["multi_label"]), shards,
@@ -304,13 +306,21 @@ class ShardDataset(VideoClips, IterableDataset):
             if self.manifest.payload == "video":
                 frames = open_video(meta["path"], self.video_backend, self.decode_device, data=sample[meta["ext"]])
             else:
-                encoded = [sample[f"{FRAME_NAME.format(k)}.{meta['ext']}"] for k in range(meta["frames"])]
-                frames = EncodedFrames(name, encoded, self.decode_device)
+                frames = EncodedFrames(name, split_frames(sample[FRAMES_FIELD], meta["frame_bytes"]),
+                                       self.decode_device)
             clips = self._output(self.sample_clips(frames, name))
         except (SampleReadError, KeyError) as err:
             raise SampleReadError(f"{name}: {err}") from err
         label = multi_hot(meta["label"], self.num_classes) if self.multi_label else meta["label"]
         return (clips, label) if self.training else (clips, label, meta["index"])
+
+
+def split_frames(data, sizes):
+    """The encoded frames of a frame sample: its `frames` field cut at the sizes its json lists (views, no copy)."""
+    if sum(sizes) != len(data):
+        raise SampleReadError(f"its frames field holds {len(data)} bytes, its json lists {sum(sizes)}")
+    view, ends = memoryview(data), list(itertools.accumulate(sizes))
+    return [view[end - size:end] for size, end in zip(sizes, ends)]
 
 
 def shuffled(items, size, rng):

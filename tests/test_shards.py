@@ -3,6 +3,7 @@ kill; a shard dataset's samples are the per-file dataset's, every rank and loade
 an epoch exactly once, a resumed epoch skips what was consumed, and train.py / test.py run on shards (torchrun,
 kill -9 and resume, scores in list order)."""
 import hashlib
+import io
 import json
 import tarfile
 from pathlib import Path
@@ -69,9 +70,9 @@ def test_shards_hold_every_samples_files_label_and_path_in_list_order(tiny_confi
         if modality == "video":
             assert members.pop(f"{key}.mp4") == folder.read_bytes()
             continue
-        assert meta["frames"] == record.num_frames
-        for k in range(record.num_frames):
-            assert members.pop(f"{key}.{k:06d}.jpg") == (folder / data.image_tmpl.format(k + 1)).read_bytes()
+        frame_files = [(folder / data.image_tmpl.format(k + 1)).read_bytes() for k in range(record.num_frames)]
+        assert meta["frames"] == record.num_frames and meta["frame_bytes"] == [len(file) for file in frame_files]
+        assert members.pop(f"{key}.frames") == b"".join(frame_files)
     assert not members, f"unexpected members: {sorted(members)[:5]}"
 
 
@@ -285,3 +286,25 @@ def test_mistakes_with_shards_are_errors_that_name_the_key_or_file(tiny_config, 
     dataset = build_dataset(load_config(config, [f"data.val_list={tmp_path / 'shards' / 'manifest.json'}"]), "val")
     with pytest.raises(SampleReadError, match=r"shard .*shard-000000.tar holds 8 samples, its manifest .* says 9"):
         list(dataset)
+    (tmp_path / "shards" / "manifest.json").write_text(json.dumps({**manifest, "version": 1}))
+    with pytest.raises(AnnotationError, match=r"version 1 .*reads version 2.*write the shards again"):
+        read_manifest(str(tmp_path / "shards" / "manifest.json"))
+
+
+def test_a_frame_sample_whose_sizes_do_not_add_up_is_an_error_naming_it(tiny_config, tmp_path):
+    config = tiny_config.write()
+    manifest = shards_of(config, "val", tmp_path / "shards", "10MB")
+    shard = tmp_path / "shards" / "shard-000000.tar"
+    members = tar_members(shard)
+    meta = json.loads(members["000000000.json"])
+    meta["frame_bytes"][0] += 1
+    members["000000000.json"] = json.dumps(meta).encode()
+    with tarfile.open(shard, "w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    dataset = build_dataset(load_config(config, [f"data.val_list={manifest}"]), "val")
+    with pytest.raises(SampleReadError, match=r"shard-000000.tar:000000000 .*frames field holds \d+ bytes, its json "
+                                              r"lists \d+"):
+        next(iter(dataset))

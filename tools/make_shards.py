@@ -36,7 +36,7 @@ from webdataset import TarWriter  # noqa: E402
 from datasets.build import build_dataset  # noqa: E402
 from datasets.decoding import SampleReadError, frame_file_names  # noqa: E402
 from datasets.files import atomic_file  # noqa: E402
-from datasets.shards import FRAME_NAME, Manifest, Shard, is_manifest  # noqa: E402
+from datasets.shards import FRAMES_FIELD, Manifest, Shard, is_manifest  # noqa: E402
 from utils.config import ConfigError, check_files  # noqa: E402
 from utils.distributed import run_program  # noqa: E402
 from workflows.options import ProgramParser, add_config_argument, add_override_arguments  # noqa: E402
@@ -58,22 +58,20 @@ def byte_size(text: str) -> int:
 
 
 def sample_files(dataset, record):
-    """{field name in the sample: file} of one list entry: its video, or its frames numbered from 0."""
+    """The files of one list entry: its video, or its frames in order."""
     path = os.path.join(dataset.root, record.path)
     if dataset.modality == "video":
-        return {Path(path).suffix.lower().lstrip(".") or "video": path}
+        return [path]
     count = dataset.frame_count(record, path)
     numbers = range(record.start_frame + dataset.index_bias, record.start_frame + dataset.index_bias + count)
-    suffix = Path(dataset.image_tmpl).suffix.lower()
-    return {f"{FRAME_NAME.format(k)}{suffix}": os.path.join(path, name)
-            for k, name in enumerate(frame_file_names(path, dataset.image_tmpl, numbers))}
+    return [os.path.join(path, name) for name in frame_file_names(path, dataset.image_tmpl, numbers)]
 
 
 def sample_size(dataset, index):
-    """Bytes the entry takes in a tar (its files, headers and padding)."""
+    """Bytes the entry's payload takes in a tar (its files, one header and the padding)."""
     try:
-        return sum(os.path.getsize(file) + TAR_MEMBER_OVERHEAD
-                   for file in sample_files(dataset, dataset.records[index]).values())
+        return sum(os.path.getsize(file) for file in sample_files(dataset, dataset.records[index])) + \
+            TAR_MEMBER_OVERHEAD
     except (FileNotFoundError, SampleReadError) as err:
         raise SampleReadError(f"{dataset.records[index].where}: {err}") from None
 
@@ -94,18 +92,22 @@ def sample(dataset, index):
     """The tar members of entry `index` (bytes by field name, webdataset's layout; key: the list index)."""
     record = dataset.records[index]
     label = list(record.label) if isinstance(record.label, tuple) else record.label
-    files = sample_files(dataset, record)
+    contents = []
+    for file in sample_files(dataset, record):
+        with open(file, "rb") as handle:
+            contents.append(handle.read())
     meta = {"index": index, "path": record.path, "where": record.where, "label": label}
+    members = {"__key__": f"{index:09d}"}
     if dataset.modality == "video":
-        meta["ext"] = next(iter(files))
+        meta["ext"] = Path(record.path).suffix.lower().lstrip(".") or "video"
+        members[meta["ext"]] = contents[0]
     else:
-        meta.update(frames=len(files), ext=Path(dataset.image_tmpl).suffix.lower().lstrip("."))
-    members = {"__key__": f"{index:09d}", "json": json.dumps(meta, sort_keys=True).encode()}
+        meta.update(frames=len(contents), ext=Path(dataset.image_tmpl).suffix.lower().lstrip("."),
+                    frame_bytes=[len(content) for content in contents])
+        members[FRAMES_FIELD] = b"".join(contents)
+    members["json"] = json.dumps(meta, sort_keys=True).encode()
     if not isinstance(label, list):
         members["cls"] = str(label).encode()
-    for field, file in files.items():
-        with open(file, "rb") as handle:
-            members[field] = handle.read()
     return members
 
 

@@ -2,9 +2,9 @@
 
 A shard holds one sample per list entry, in list order: `<key>.json` (the list index, path, line and label),
 `<key>.cls` (a single label), and either the video file's own bytes (`<key>.mp4`, the extension kept) or its
-frames' image files one after the other in one member (`<key>.frames`; their sizes in the json): a clip's
-hundred-odd frames as one tar member, because parsing a member's header in Python costs more than decoding
-the few frames a clip samples. `manifest.json` names the shards
+frames' image files one after the other in one member (`<key>.frames`; their sizes in the json): one member,
+not one per frame, because Python's tar reader spends more on a hundred member headers than the decoding of
+the 8 frames a clip samples takes. `manifest.json` names the shards
 (relative to itself), their sample counts and sha256, the payload and the class count, so the epoch length
 and every rank's share are known without listing a bucket. Shards and the manifest are read through fsspec
 (`open_shard`): a local path or any URL it knows (http(s)://, s3://, gs://).

@@ -1,5 +1,6 @@
 """Shared test fixtures (the independent OpenAI reference, paths to the shared annotation lists, tiny data), the
-plugins of the time limits and of the test tiers, and the summary of skips."""
+plugins of the time limits and of the test tiers, the parallel workers' threads and test order, and the summary
+of skips."""
 import logging
 import os
 import sys

@@ -263,18 +263,6 @@ class StreamedClips:
         return clip
 
 
-class VideoFilesOverHTTP(VideoDataset):
-    """The per-file video path with each file fetched whole over HTTP and decoded from memory (as a shard's)."""
-
-    def __init__(self, base_url, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.base_url = base_url
-
-    def frames_of(self, record):
-        url = f"{self.base_url}/{record.path}"
-        return open_video(record.path, self.video_backend, self.decode_device, data=read_bytes(url)), url
-
-
 class FrameURLs:
     """The frame files of a folder on a web server, frame k fetched when it is indexed (one request per frame)."""
 
@@ -289,8 +277,9 @@ class FrameURLs:
         return read_bytes(f"{self.folder_url}/{self.image_tmpl.format(k + self.first_number)}")
 
 
-class FrameFilesOverHTTP(VideoDataset):
-    """The per-file frame path with each sampled frame file fetched over HTTP and decoded from memory."""
+class FilesOverHTTP(VideoDataset):
+    """The per-file path with the files fetched over HTTP and decoded from memory (as a shard's samples): a
+    video whole, frame files one request per sampled frame."""
 
     def __init__(self, base_url, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -298,6 +287,8 @@ class FrameFilesOverHTTP(VideoDataset):
 
     def frames_of(self, record):
         url = f"{self.base_url}/{record.path}"
+        if self.modality == "video":
+            return open_video(record.path, self.video_backend, self.decode_device, data=read_bytes(url)), url
         frames = FrameURLs(url, self.image_tmpl, record.num_frames, record.start_frame + self.index_bias)
         return EncodedFrames(url, frames, self.decode_device), url
 
@@ -321,10 +312,10 @@ def shard_pipelines(data, shard_size, server_url):
     def streamed(manifest):
         return StreamedClips(ShardDataset(manifest, data.labels, seed=0, video_backend=default, **train)).load
     video_files = f"video ({default}), train"
-    over_http = VideoFilesOverHTTP(f"{server_url}/{data.videos_root.relative_to(root).as_posix()}", data.videos_list,
-                                   data.labels, modality="video", video_backend=default, **train)
-    frames_over_http = FrameFilesOverHTTP(f"{server_url}/{data.frames_root.relative_to(root).as_posix()}",
-                                          data.frames_list, data.labels, data.frames_root, modality="RGB", **train)
+    over_http = FilesOverHTTP(f"{server_url}/{data.videos_root.relative_to(root).as_posix()}", data.videos_list,
+                              data.labels, modality="video", video_backend=default, **train)
+    frames_over_http = FilesOverHTTP(f"{server_url}/{data.frames_root.relative_to(root).as_posix()}",
+                                     data.frames_list, data.labels, data.frames_root, modality="RGB", **train)
     return [
         Pipeline(FRAME_SHARDS, streamed(root / manifests["frames"]), count, FRAMES_TRAIN),
         Pipeline(FRAMES_HTTP, frames_over_http.__getitem__, count, FRAMES_TRAIN),
